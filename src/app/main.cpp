@@ -1,0 +1,26 @@
+// calm: one OpenAI-compatible endpoint in front of a fleet of small models.
+#include <CLI/CLI.hpp>
+
+#include "app/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"calm: a self-adaptive orchestrator for fleets of small language models"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show the help of every subcommand");
+
+  std::vector<std::pair<CLI::App*, calm::Command>> commands;
+  auto add = [&](auto adder) {
+    const size_t before = app.get_subcommands({}).size();
+    calm::Command run = adder(app);
+    commands.emplace_back(app.get_subcommands({})[before], std::move(run));
+  };
+  add(calm::add_serve_command);
+  add(calm::add_model_info_command);
+  add(calm::add_version_command);
+
+  CLI11_PARSE(app, argc, argv);
+  for (auto& [sub, run] : commands) {
+    if (sub->parsed()) return run();
+  }
+  return 1;
+}

@@ -1,0 +1,96 @@
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include "app/commands.h"
+#include "config/fleet_config.h"
+#include "registry/registry.h"
+#include "router/router.h"
+#include "server/http_server.h"
+
+namespace calm {
+namespace {
+
+sigset_t stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+// SIGINT/SIGTERM are blocked in every thread (block_stop_signals() runs before
+// any thread starts) and awaited on one, so a signal stops the server cleanly
+// instead of interrupting a decode.
+void block_stop_signals() {
+  const sigset_t set = stop_signals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+void stop_on_signal(HttpServer& server) {
+  std::thread([set = stop_signals(), &server] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    spdlog::info("signal {}: stopping", sig);
+    server.stop();
+  }).detach();
+}
+
+}  // namespace
+
+Command add_serve_command(CLI::App& app) {
+  struct Args {
+    std::string config;
+    std::string host;
+    int port = -1;
+    std::string log_level = "info";
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd =
+      app.add_subcommand("serve", "Serve a fleet of models behind one OpenAI-compatible endpoint");
+  cmd->add_option("-c,--config", args->config, "Fleet file (YAML): models and server settings")
+      ->required();
+  cmd->add_option("--host", args->host, "Bind address (overrides server.host)");
+  cmd->add_option("--port", args->port, "Port (overrides server.port; 0 picks a free one)")
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--log-level", args->log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+
+  return [args] {
+    spdlog::set_level(spdlog::level::from_str(args->log_level));
+    std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up is an error return, not a kill
+    block_stop_signals();
+
+    FleetConfig config;
+    try {
+      config = load_fleet_config(args->config);
+    } catch (const ConfigError& e) {
+      std::cerr << "calm serve: " << e.what() << "\n";
+      return 2;
+    }
+    if (!args->host.empty()) config.server.host = args->host;
+    if (args->port >= 0) config.server.port = args->port;
+
+    Registry registry(config);
+    ModelNameRouter router(registry);
+    HttpServer server(config.server, registry, router);
+    int port = 0;
+    try {
+      port = server.bind();
+    } catch (const std::exception& e) {
+      std::cerr << "calm serve: " << e.what() << "\n";
+      return 2;
+    }
+    stop_on_signal(server);
+    registry.load_all();
+    // Tests and scripts read this line to learn the port.
+    std::cout << "calm: listening on http://" << config.server.host << ":" << port << std::endl;
+    server.run();
+    registry.unload_all();
+    return 0;
+  };
+}
+
+}  // namespace calm

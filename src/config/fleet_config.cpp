@@ -1,0 +1,205 @@
+#include "config/fleet_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace calm {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Reads one YAML mapping, remembering which keys were used so that a typo
+// ("contxt: 4096") is reported instead of silently ignored.
+class Fields {
+ public:
+  Fields(const YAML::Node& node, std::string source, std::string path)
+      : node_(node), source_(std::move(source)), path_(std::move(path)) {
+    if (!node_.IsMap()) fail_at(node_, path_, "expected a mapping of fields");
+  }
+
+  [[noreturn]] void fail_at(const YAML::Node& node, const std::string& field,
+                            const std::string& message) const {
+    std::ostringstream out;
+    out << source_;
+    if (node.Mark().line >= 0) out << ":" << node.Mark().line + 1;
+    out << ": " << field << ": " << message;
+    throw ConfigError(out.str());
+  }
+  [[noreturn]] void fail(const std::string& key, const std::string& message) const {
+    const YAML::Node child = node_[key];
+    fail_at(child.IsDefined() ? child : node_, field(key), message);
+  }
+
+  std::string field(const std::string& key) const {
+    return path_.empty() ? key : path_ + "." + key;
+  }
+  bool has(const std::string& key) const { return node_[key].IsDefined(); }
+  YAML::Node get(const std::string& key) {
+    used_.insert(key);
+    return node_[key];
+  }
+
+  std::string string(const std::string& key, std::string fallback, bool required = false) {
+    const YAML::Node value = get(key);
+    if (!value.IsDefined() || value.IsNull()) {
+      if (required) fail_at(node_, field(key), "is required");
+      return fallback;
+    }
+    if (!value.IsScalar()) fail(key, "expected a string");
+    return value.as<std::string>();
+  }
+
+  long long integer(const std::string& key, long long fallback, long long min, long long max) {
+    const YAML::Node value = get(key);
+    if (!value.IsDefined() || value.IsNull()) return fallback;
+    long long parsed = 0;
+    if (!value.IsScalar() || !YAML::convert<long long>::decode(value, parsed)) {
+      fail(key, "expected an integer, got '" + (value.IsScalar() ? value.Scalar() : "?") + "'");
+    }
+    if (parsed < min || parsed > max) {
+      fail(key, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                    ", got " + std::to_string(parsed));
+    }
+    return parsed;
+  }
+
+  double number(const std::string& key, double fallback, double min, double max) {
+    const YAML::Node value = get(key);
+    if (!value.IsDefined() || value.IsNull()) return fallback;
+    double parsed = 0;
+    if (!value.IsScalar() || !YAML::convert<double>::decode(value, parsed)) {
+      fail(key, "expected a number");
+    }
+    if (!(parsed >= min && parsed <= max)) {
+      fail(key, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+    }
+    return parsed;
+  }
+
+  void reject_unknown() const {
+    for (const auto& item : node_) {
+      const auto key = item.first.as<std::string>();
+      if (!used_.contains(key)) fail_at(item.first, field(key), "unknown field");
+    }
+  }
+
+ private:
+  YAML::Node node_;
+  std::string source_;
+  std::string path_;
+  std::set<std::string> used_;
+};
+
+std::chrono::milliseconds seconds_field(Fields& fields, const std::string& key,
+                                        std::chrono::milliseconds fallback) {
+  const double seconds = fields.number(key, fallback.count() / 1000.0, 0.001, 86400);
+  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
+}
+
+ServerConfig parse_server(const YAML::Node& node, const std::string& source) {
+  ServerConfig server;
+  if (!node.IsDefined() || node.IsNull()) return server;
+  Fields fields(node, source, "server");
+  server.host = fields.string("host", server.host);
+  server.port = static_cast<int>(fields.integer("port", server.port, 0, 65535));
+  server.max_body_bytes = static_cast<size_t>(fields.integer(
+      "max_body_bytes", static_cast<long long>(server.max_body_bytes), 1024, 1LL << 32));
+  server.http_threads =
+      static_cast<int>(fields.integer("http_threads", server.http_threads, 1, 1024));
+  fields.reject_unknown();
+  return server;
+}
+
+ModelConfig parse_model(const YAML::Node& node, const std::string& source, size_t index,
+                        const fs::path& base_dir) {
+  Fields fields(node, source, "models[" + std::to_string(index) + "]");
+  ModelConfig model;
+  model.id = fields.string("id", "", /*required=*/true);
+  if (model.id.empty() || model.id.find_first_of(" \t\r\n") != std::string::npos) {
+    fields.fail("id", "must be a non-empty name without spaces");
+  }
+  model.description = fields.string("description", "");
+
+  const bool local = fields.has("gguf");
+  const bool remote = fields.has("url");
+  if (local == remote) {
+    fields.fail_at(node, fields.field("gguf"),
+                   "give exactly one backend: 'gguf' (a file) or 'url'");
+  }
+  if (local) {
+    model.backend = ModelConfig::Backend::kLlama;
+    fs::path path = fields.string("gguf", "", true);
+    if (path.is_relative()) path = base_dir / path;
+    model.gguf_path = path.lexically_normal().string();
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) fields.fail("gguf", "file not found: " + model.gguf_path);
+  } else {
+    model.backend = ModelConfig::Backend::kRemote;
+    model.base_url = fields.string("url", "", true);
+    if (model.base_url.rfind("http://", 0) != 0) {
+      fields.fail("url", "must start with http:// (https is not supported yet), got '" +
+                             model.base_url + "'");
+    }
+    while (!model.base_url.empty() && model.base_url.back() == '/') model.base_url.pop_back();
+    model.upstream_model = fields.string("upstream_model", model.id);
+    model.api_key = fields.string("api_key", "");
+    model.connect_timeout = seconds_field(fields, "connect_timeout_s", model.connect_timeout);
+    model.read_timeout = seconds_field(fields, "read_timeout_s", model.read_timeout);
+  }
+  model.context = static_cast<int>(fields.integer("context", model.context, 16, 1 << 20));
+  model.parallel = static_cast<int>(fields.integer("parallel", model.parallel, 1, 256));
+  model.threads = static_cast<int>(fields.integer("threads", model.threads, 0, 1024));
+  model.batch = static_cast<int>(fields.integer("batch", model.batch, 1, 1 << 16));
+  model.gpu_layers = static_cast<int>(fields.integer("gpu_layers", model.gpu_layers, -1, 100000));
+  fields.reject_unknown();
+  return model;
+}
+
+}  // namespace
+
+FleetConfig parse_fleet_config(const std::string& yaml_text, const std::string& source,
+                               const std::string& base_dir) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(source + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+  }
+  if (!root.IsMap()) throw ConfigError(source + ": expected a mapping with 'server' and 'models'");
+
+  FleetConfig config;
+  config.source = source;
+  Fields top(root, source, "");
+  config.server = parse_server(top.get("server"), source);
+
+  const YAML::Node models = top.get("models");
+  if (!models.IsDefined() || !models.IsSequence() || models.size() == 0) {
+    top.fail("models", "is required: a list of at least one model");
+  }
+  std::set<std::string> ids;
+  for (size_t i = 0; i < models.size(); ++i) {
+    ModelConfig model = parse_model(models[i], source, i, base_dir);
+    if (!ids.insert(model.id).second) {
+      Fields(models[i], source, "models[" + std::to_string(i) + "]")
+          .fail("id", "duplicate model id '" + model.id + "'");
+    }
+    config.models.push_back(std::move(model));
+  }
+  top.reject_unknown();
+  return config;
+}
+
+FleetConfig load_fleet_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot open the fleet file");
+  std::stringstream text;
+  text << in.rdbuf();
+  const fs::path base = fs::absolute(fs::path(path)).parent_path();
+  return parse_fleet_config(text.str(), path, base.string());
+}
+
+}  // namespace calm

@@ -1,0 +1,72 @@
+// GenerationStream: the channel between an engine thread and an HTTP handler.
+#include "engines/engine.h"
+
+namespace calm {
+
+void GenerationStream::push_delta(std::string text) {
+  if (text.empty()) return;
+  {
+    std::lock_guard lock(mutex_);
+    if (final_) return;  // nothing may follow the final event
+    events_.emplace_back(Delta{std::move(text)});
+  }
+  cv_.notify_all();
+}
+
+void GenerationStream::finish(GenerationResult result) {
+  {
+    std::lock_guard lock(mutex_);
+    if (final_) return;
+    final_ = Event{std::move(result)};
+  }
+  cv_.notify_all();
+}
+
+void GenerationStream::fail(EngineError error) {
+  {
+    std::lock_guard lock(mutex_);
+    if (final_) return;
+    final_ = Event{std::move(error)};
+  }
+  cv_.notify_all();
+}
+
+std::optional<GenerationStream::Event> GenerationStream::next(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  cv_.wait_for(lock, timeout, [&] { return !events_.empty() || final_.has_value(); });
+  if (!events_.empty()) {
+    Event event = std::move(events_.front());
+    events_.pop_front();
+    return event;
+  }
+  if (final_) return final_;
+  return std::nullopt;
+}
+
+GenerationResult GenerationStream::wait() {
+  std::unique_lock lock(mutex_);
+  cv_.wait(lock, [&] { return final_.has_value(); });
+  events_.clear();
+  if (auto* error = std::get_if<EngineError>(&*final_)) throw *error;
+  return std::get<GenerationResult>(*final_);
+}
+
+void GenerationStream::cancel() {
+  {
+    std::lock_guard lock(mutex_);
+    cancelled_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool GenerationStream::cancelled() const {
+  std::lock_guard lock(mutex_);
+  return cancelled_;
+}
+
+bool GenerationStream::closed() const {
+  std::lock_guard lock(mutex_);
+  return final_.has_value();
+}
+
+}  // namespace calm

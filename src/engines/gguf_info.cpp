@@ -1,0 +1,100 @@
+#include "engines/gguf_info.h"
+
+#include <gguf.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <memory>
+
+namespace calm {
+namespace {
+
+struct GgufDeleter {
+  void operator()(gguf_context* ctx) const { gguf_free(ctx); }
+};
+
+uint64_t get_uint(const gguf_context* ctx, const std::string& key) {
+  const int64_t id = gguf_find_key(ctx, key.c_str());
+  if (id < 0) return 0;
+  switch (gguf_get_kv_type(ctx, id)) {
+    case GGUF_TYPE_UINT32:
+      return gguf_get_val_u32(ctx, id);
+    case GGUF_TYPE_INT32:
+      return static_cast<uint64_t>(std::max(0, gguf_get_val_i32(ctx, id)));
+    case GGUF_TYPE_UINT64:
+      return gguf_get_val_u64(ctx, id);
+    case GGUF_TYPE_INT64:
+      return static_cast<uint64_t>(std::max<int64_t>(0, gguf_get_val_i64(ctx, id)));
+    case GGUF_TYPE_UINT16:
+      return gguf_get_val_u16(ctx, id);
+    default:
+      return 0;
+  }
+}
+
+std::string get_string(const gguf_context* ctx, const char* key) {
+  const int64_t id = gguf_find_key(ctx, key);
+  if (id < 0 || gguf_get_kv_type(ctx, id) != GGUF_TYPE_STRING) return {};
+  return gguf_get_val_str(ctx, id);
+}
+
+}  // namespace
+
+GgufInfo read_gguf_info(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    throw std::runtime_error(path + ": file not found");
+  gguf_init_params params{/*no_alloc=*/true, /*ctx=*/nullptr};
+  std::unique_ptr<gguf_context, GgufDeleter> ctx(gguf_init_from_file(path.c_str(), params));
+  if (!ctx)
+    throw std::runtime_error(path + ": not a valid GGUF file (corrupt or truncated header)");
+
+  GgufInfo info;
+  info.path = path;
+  info.file_bytes = std::filesystem::file_size(path, ec);
+  info.architecture = get_string(ctx.get(), "general.architecture");
+  info.name = get_string(ctx.get(), "general.name");
+  const std::string a = info.architecture;
+  info.context_length = static_cast<uint32_t>(get_uint(ctx.get(), a + ".context_length"));
+  info.n_layer = static_cast<uint32_t>(get_uint(ctx.get(), a + ".block_count"));
+  info.n_embd = static_cast<uint32_t>(get_uint(ctx.get(), a + ".embedding_length"));
+  info.n_head = static_cast<uint32_t>(get_uint(ctx.get(), a + ".attention.head_count"));
+  info.n_head_kv = static_cast<uint32_t>(get_uint(ctx.get(), a + ".attention.head_count_kv"));
+  if (info.n_head_kv == 0) info.n_head_kv = info.n_head;
+  const int64_t tokens = gguf_find_key(ctx.get(), "tokenizer.ggml.tokens");
+  info.n_vocab = tokens >= 0 ? static_cast<uint32_t>(gguf_get_arr_n(ctx.get(), tokens)) : 0;
+  info.has_chat_template = gguf_find_key(ctx.get(), "tokenizer.chat_template") >= 0;
+
+  info.n_tensors = gguf_get_n_tensors(ctx.get());
+  for (int64_t i = 0; i < info.n_tensors; ++i) {
+    info.tensor_bytes += gguf_get_tensor_size(ctx.get(), i);
+    const int64_t* ne = gguf_get_tensor_ne(ctx.get(), i);
+    uint64_t n = 1;
+    for (int d = 0; d < GGML_MAX_DIMS; ++d) n *= static_cast<uint64_t>(ne[d]);
+    info.n_params += n;
+  }
+  const uint64_t data_end = gguf_get_data_offset(ctx.get()) + info.tensor_bytes;
+  if (info.n_tensors > 0 && info.file_bytes + gguf_get_alignment(ctx.get()) < data_end) {
+    throw std::runtime_error(path + ": truncated GGUF file: tensors need " +
+                             std::to_string(data_end) + " bytes, the file has " +
+                             std::to_string(info.file_bytes));
+  }
+  return info;
+}
+
+MemoryEstimate estimate_memory(const GgufInfo& info, int context, int parallel, int ubatch) {
+  MemoryEstimate m;
+  m.weights = info.tensor_bytes;
+  const uint64_t cells = static_cast<uint64_t>(context) * static_cast<uint64_t>(parallel);
+  const uint64_t head_dim = info.n_head ? info.n_embd / info.n_head : 0;
+  const uint64_t kv_width = head_dim * info.n_head_kv;
+  m.kv_cache = 2ull * info.n_layer * cells * kv_width * 2 /* f16 */;
+  const uint64_t ub = static_cast<uint64_t>(std::min<uint64_t>(ubatch, cells));
+  const uint64_t per_seq = static_cast<uint64_t>(context);
+  // logits for the micro-batch, a few activation buffers of n_embd (and the
+  // 4x wider feed-forward), the KQ scores of one layer over one slot's cells.
+  m.compute = 4ull * ub * (info.n_vocab + 8ull * info.n_embd) + 4ull * ub * per_seq * info.n_head;
+  return m;
+}
+
+}  // namespace calm

@@ -1,0 +1,432 @@
+#include "engines/llama_engine.h"
+
+#include <llama.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <optional>
+#include <random>
+
+#include "engines/chat_template.h"
+#include "engines/llama_backend.h"
+#include "util/stop_matcher.h"
+#include "util/utf8.h"
+
+namespace calm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+struct SamplerDeleter {
+  void operator()(llama_sampler* s) const { llama_sampler_free(s); }
+};
+using SamplerPtr = std::unique_ptr<llama_sampler, SamplerDeleter>;
+
+// The same order llama.cpp's own server uses: cut the candidates (top-k,
+// top-p), then flatten or sharpen (temperature), then draw.
+SamplerPtr make_sampler_chain(const SamplingParams& params, const std::vector<llama_token>& eog,
+                              int32_t n_vocab) {
+  SamplerPtr chain(llama_sampler_chain_init(llama_sampler_chain_default_params()));
+  if (params.ignore_eos && !eog.empty()) {
+    std::vector<llama_logit_bias> bias;
+    for (llama_token t : eog) bias.push_back({t, -INFINITY});
+    llama_sampler_chain_add(
+        chain.get(),
+        llama_sampler_init_logit_bias(n_vocab, static_cast<int32_t>(bias.size()), bias.data()));
+  }
+  if (params.temperature <= 0.0f) {
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_greedy());
+    return chain;
+  }
+  if (params.top_k > 0)
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_top_k(params.top_k));
+  if (params.top_p < 1.0f) {
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_top_p(params.top_p, 1));
+  }
+  llama_sampler_chain_add(chain.get(), llama_sampler_init_temp(params.temperature));
+  const uint32_t seed = params.seed ? *params.seed : std::random_device{}();
+  llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(seed));
+  return chain;
+}
+
+// log softmax(logits)[token], over the model's raw distribution.
+float token_logprob(const float* logits, int32_t n_vocab, llama_token token) {
+  const float max = *std::max_element(logits, logits + n_vocab);
+  double sum = 0;
+  for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp(static_cast<double>(logits[i] - max));
+  return static_cast<float>(logits[token] - max - std::log(sum));
+}
+
+std::vector<llama_token> tokenize(const llama_vocab* vocab, const std::string& text,
+                                  bool parse_special) {
+  const int32_t len = static_cast<int32_t>(text.size());
+  int32_t n =
+      llama_tokenize(vocab, text.data(), len, nullptr, 0, /*add_special=*/true, parse_special);
+  if (n == INT32_MIN)
+    throw EngineError(EngineError::Kind::kBadRequest, "prompt is too long to tokenize");
+  std::vector<llama_token> tokens(static_cast<size_t>(std::abs(n)));
+  n = llama_tokenize(vocab, text.data(), len, tokens.data(), static_cast<int32_t>(tokens.size()),
+                     true, parse_special);
+  tokens.resize(static_cast<size_t>(std::max(n, 0)));
+  return tokens;
+}
+
+std::string token_piece(const llama_vocab* vocab, llama_token token) {
+  char buf[256];
+  const int32_t n = llama_token_to_piece(vocab, token, buf, sizeof(buf), 0, /*special=*/false);
+  if (n >= 0) return std::string(buf, static_cast<size_t>(n));
+  std::string big(static_cast<size_t>(-n), '\0');
+  llama_token_to_piece(vocab, token, big.data(), -n, 0, false);
+  return big;
+}
+
+}  // namespace
+
+struct LlamaEngine::Job {
+  GenerationRequest request;
+  std::vector<llama_token> prompt;
+  std::shared_ptr<GenerationStream> stream;
+  Clock::time_point submitted = Clock::now();
+};
+
+struct LlamaEngine::Slot {
+  llama_seq_id seq = 0;
+  std::unique_ptr<Job> job;  // null: the slot is free
+  SamplerPtr sampler;
+  size_t prompt_done = 0;  // prompt tokens already in the batch history
+  llama_pos n_past = 0;    // positions used in this sequence's KV cache
+  llama_token last = 0;    // sampled, not yet decoded
+  bool generating = false;
+  int batch_index = -1;  // where this slot's logits are in the current batch
+  Utf8Repairer utf8;
+  std::optional<StopMatcher> stop;
+  GenerationResult result;
+
+  bool free() const { return job == nullptr; }
+  bool reading_prompt() const { return job && !generating; }
+};
+
+LlamaEngine::LlamaEngine(Options options) : options_(std::move(options)) {}
+
+LlamaEngine::~LlamaEngine() {
+  unload();
+}
+
+bool LlamaEngine::loaded() const {
+  return loaded_.load();
+}
+
+void LlamaEngine::load() {
+  if (loaded_) return;
+  ensure_llama_backend();
+  take_llama_errors();
+
+  llama_model_params mparams = llama_model_default_params();
+  mparams.n_gpu_layers = options_.gpu_layers < 0 ? 999 : options_.gpu_layers;
+  model_ = llama_model_load_from_file(options_.gguf_path.c_str(), mparams);
+  if (model_ == nullptr) {
+    const std::string why = take_llama_errors();
+    throw EngineError(EngineError::Kind::kUnavailable,
+                      "model '" + options_.id + "': cannot load GGUF file " + options_.gguf_path +
+                          " (corrupt, truncated or unsupported)" + (why.empty() ? "" : ": " + why));
+  }
+
+  const int threads = options_.threads > 0
+                          ? options_.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  llama_context_params cparams = llama_context_default_params();
+  cparams.n_seq_max = static_cast<uint32_t>(options_.parallel);
+  cparams.n_ctx = static_cast<uint32_t>(options_.context * options_.parallel);
+  cparams.n_batch = static_cast<uint32_t>(std::max(options_.batch, options_.parallel));
+  cparams.n_ubatch = std::min(cparams.n_batch, 512u);
+  cparams.n_threads = threads;
+  cparams.n_threads_batch = threads;
+  cparams.kv_unified = false;  // each slot owns `context` cells: no slot can starve another
+  cparams.no_perf = true;
+  ctx_ = llama_init_from_model(model_, cparams);
+  if (ctx_ == nullptr) {
+    const std::string why = take_llama_errors();
+    llama_model_free(model_);
+    model_ = nullptr;
+    throw EngineError(EngineError::Kind::kUnavailable,
+                      "model '" + options_.id + "': cannot create a llama.cpp context for " +
+                          std::to_string(options_.parallel) + " x " +
+                          std::to_string(options_.context) + " tokens" +
+                          (why.empty() ? "" : ": " + why));
+  }
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = false;
+  }
+  loaded_ = true;
+  worker_ = std::thread([this] { run_worker(); });
+  spdlog::info("model '{}' loaded from {} ({} slots x {} tokens, {} threads)", options_.id,
+               options_.gguf_path, options_.parallel, options_.context, threads);
+}
+
+void LlamaEngine::unload() {
+  std::unique_lock lifecycle(lifecycle_);  // waits for submit() calls in progress
+  {
+    std::lock_guard lock(mutex_);
+    if (!loaded_) return;
+    loaded_ = false;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+  llama_free(ctx_);
+  llama_model_free(model_);
+  ctx_ = nullptr;
+  model_ = nullptr;
+  spdlog::info("model '{}' unloaded", options_.id);
+}
+
+std::vector<int32_t> LlamaEngine::tokenize_request(const GenerationRequest& request) const {
+  const llama_vocab* vocab = llama_model_get_vocab(model_);
+  if (request.is_chat()) {
+    return tokenize(vocab, apply_chat_template(model_, request.messages), /*parse_special=*/true);
+  }
+  return tokenize(vocab, *request.prompt, /*parse_special=*/false);
+}
+
+std::shared_ptr<GenerationStream> LlamaEngine::submit(GenerationRequest request) {
+  std::shared_lock lifecycle(lifecycle_);  // model_ stays valid while we tokenize
+  if (!loaded_) {
+    throw EngineError(EngineError::Kind::kUnavailable, "model '" + options_.id + "' is not loaded");
+  }
+  auto job = std::make_unique<Job>();
+  job->prompt = tokenize_request(request);
+  const int n_prompt = static_cast<int>(job->prompt.size());
+  if (n_prompt == 0) throw EngineError(EngineError::Kind::kBadRequest, "the prompt is empty");
+  if (n_prompt >= options_.context) {
+    throw EngineError(EngineError::Kind::kContextOverflow,
+                      "the prompt is " + std::to_string(n_prompt) + " tokens but model '" +
+                          options_.id + "' has a context of " + std::to_string(options_.context) +
+                          " tokens per request, which leaves no room for an answer");
+  }
+  job->request = std::move(request);
+  job->stream = std::make_shared<GenerationStream>();
+  auto stream = job->stream;
+  {
+    std::lock_guard lock(mutex_);
+    queue_.push_back(std::move(job));
+  }
+  cv_.notify_all();
+  return stream;
+}
+
+EngineHealth LlamaEngine::health() {
+  if (!loaded_) return {false, "not loaded"};
+  return {true, "llama.cpp in process: " + options_.gguf_path};
+}
+
+EngineStats LlamaEngine::stats() const {
+  EngineStats s;
+  s.slots_total = options_.parallel;
+  s.slots_busy = busy_.load();
+  {
+    std::lock_guard lock(mutex_);
+    s.queued = static_cast<int>(queue_.size());
+  }
+  s.completed = completed_.load();
+  s.cancelled = cancelled_.load();
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// The worker thread: the only code that touches ctx_.
+
+void LlamaEngine::run_worker() {
+  std::vector<Slot> slots(static_cast<size_t>(options_.parallel));
+  for (size_t i = 0; i < slots.size(); ++i) slots[i].seq = static_cast<llama_seq_id>(i);
+
+  while (true) {
+    {
+      std::unique_lock lock(mutex_);
+      cv_.wait(lock, [&] {
+        return stopping_ || !queue_.empty() ||
+               std::any_of(slots.begin(), slots.end(), [](const Slot& s) { return !s.free(); });
+      });
+      if (stopping_) break;
+    }
+    for (auto& slot : slots) {
+      if (!slot.free() && slot.job->stream->cancelled()) finish_slot(slot, "cancelled");
+    }
+    admit_jobs(slots);
+    if (std::any_of(slots.begin(), slots.end(), [](const Slot& s) { return !s.free(); })) {
+      decode_step(slots);
+    }
+  }
+  fail_everything("model '" + options_.id + "' was unloaded", slots);
+}
+
+void LlamaEngine::admit_jobs(std::vector<Slot>& slots) {
+  const llama_vocab* vocab = llama_model_get_vocab(model_);
+  std::vector<llama_token> eog;
+  for (auto& slot : slots) {
+    if (!slot.free()) continue;
+    std::unique_ptr<Job> job;
+    {
+      std::lock_guard lock(mutex_);
+      if (queue_.empty()) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    if (job->stream->cancelled()) {
+      GenerationResult result;
+      result.finish_reason = "cancelled";
+      result.prompt_tokens = static_cast<int>(job->prompt.size());
+      ++completed_;
+      ++cancelled_;
+      job->stream->finish(std::move(result));
+      continue;
+    }
+    const int32_t n_vocab = llama_vocab_n_tokens(vocab);
+    if (job->request.sampling.ignore_eos && eog.empty()) {
+      for (llama_token t = 0; t < n_vocab; ++t) {
+        if (llama_vocab_is_eog(vocab, t)) eog.push_back(t);
+      }
+    }
+    llama_memory_seq_rm(llama_get_memory(ctx_), slot.seq, -1, -1);
+    slot.sampler = make_sampler_chain(job->request.sampling, eog, n_vocab);
+    slot.prompt_done = 0;
+    slot.n_past = 0;
+    slot.generating = false;
+    slot.utf8 = Utf8Repairer();
+    slot.stop.emplace(job->request.sampling.stop);
+    slot.result = GenerationResult();
+    slot.result.prompt_tokens = static_cast<int>(job->prompt.size());
+    slot.job = std::move(job);
+    ++busy_;
+  }
+}
+
+void LlamaEngine::decode_step(std::vector<Slot>& slots) {
+  const int capacity = static_cast<int>(llama_n_batch(ctx_));
+  llama_batch batch = llama_batch_init(capacity, 0, 1);
+  auto add = [&](llama_token token, llama_pos pos, llama_seq_id seq, bool logits) {
+    const int i = batch.n_tokens++;
+    batch.token[i] = token;
+    batch.pos[i] = pos;
+    batch.n_seq_id[i] = 1;
+    batch.seq_id[i][0] = seq;
+    batch.logits[i] = logits;
+    return i;
+  };
+
+  // Generating slots first: one token each keeps every answer moving while
+  // long prompts are read in chunks with the room that is left.
+  for (auto& slot : slots) {
+    slot.batch_index = -1;
+    if (slot.free() || !slot.generating) continue;
+    slot.batch_index = add(slot.last, slot.n_past++, slot.seq, true);
+  }
+  for (auto& slot : slots) {
+    if (!slot.reading_prompt()) continue;
+    const auto& prompt = slot.job->prompt;
+    while (slot.prompt_done < prompt.size() && batch.n_tokens < capacity) {
+      const bool last = slot.prompt_done + 1 == prompt.size();
+      const int i = add(prompt[slot.prompt_done++], slot.n_past++, slot.seq, last);
+      if (last) slot.batch_index = i;
+    }
+  }
+
+  const int32_t rc = llama_decode(ctx_, batch);
+  llama_batch_free(batch);
+  if (rc != 0) {
+    const std::string why = take_llama_errors();
+    spdlog::error("model '{}': llama_decode failed ({}): {}", options_.id, rc, why);
+    for (auto& slot : slots) {
+      if (slot.free()) continue;
+      llama_memory_seq_rm(llama_get_memory(ctx_), slot.seq, -1, -1);
+      --busy_;
+      ++completed_;
+      auto job = std::move(slot.job);
+      job->stream->fail(EngineError(EngineError::Kind::kInternal,
+                                    "llama_decode failed with code " + std::to_string(rc)));
+    }
+    return;
+  }
+  for (auto& slot : slots) {
+    if (!slot.free() && slot.batch_index >= 0) sample_slot(slot, slot.batch_index);
+  }
+}
+
+void LlamaEngine::sample_slot(Slot& slot, int batch_index) {
+  const llama_vocab* vocab = llama_model_get_vocab(model_);
+  const int32_t n_vocab = llama_vocab_n_tokens(vocab);
+  const SamplingParams& params = slot.job->request.sampling;
+
+  const float* logits = llama_get_logits_ith(ctx_, batch_index);
+  const llama_token token = llama_sampler_sample(slot.sampler.get(), ctx_, batch_index);
+  if (!slot.generating) {
+    slot.generating = true;
+    slot.result.time_to_first_token_ms = ms_since(slot.job->submitted);
+  }
+  if (!params.ignore_eos && llama_vocab_is_eog(vocab, token)) {
+    finish_slot(slot, "stop");
+    return;
+  }
+  slot.result.completion_tokens++;
+  slot.result.token_logprobs.push_back(token_logprob(logits, n_vocab, token));
+
+  const StopMatcher::Step step = slot.stop->push(slot.utf8.push(token_piece(vocab, token)));
+  if (!step.release.empty()) {
+    slot.result.text += step.release;
+    slot.job->stream->push_delta(step.release);
+  }
+  if (step.stopped) {
+    finish_slot(slot, "stop");
+  } else if (slot.result.completion_tokens >= params.max_tokens ||
+             slot.n_past + 1 >= options_.context) {
+    // n_past + 1: prompt and answer together never exceed the slot's context.
+    finish_slot(slot, "length");
+  } else {
+    slot.last = token;
+  }
+}
+
+void LlamaEngine::finish_slot(Slot& slot, const std::string& reason) {
+  assert(!slot.free());
+  if (reason != "cancelled") {
+    // Release what was held back: an incomplete character (as U+FFFD) and a
+    // possible stop-string prefix that never completed. After a stop string
+    // the matcher releases nothing more.
+    std::string tail = slot.stop->push(slot.utf8.flush()).release + slot.stop->flush();
+    if (!tail.empty()) {
+      slot.result.text += tail;
+      slot.job->stream->push_delta(tail);
+    }
+  }
+  slot.result.finish_reason = reason;
+  slot.result.total_ms = ms_since(slot.job->submitted);
+  llama_memory_seq_rm(llama_get_memory(ctx_), slot.seq, -1, -1);
+  // Counters first: whoever waits on the stream sees them already updated.
+  --busy_;
+  ++completed_;
+  if (reason == "cancelled") ++cancelled_;
+  auto job = std::move(slot.job);
+  slot.sampler.reset();
+  slot.stop.reset();
+  job->stream->finish(std::move(slot.result));
+}
+
+void LlamaEngine::fail_everything(const std::string& why, std::vector<Slot>& slots) {
+  for (auto& slot : slots) {
+    if (slot.free()) continue;
+    --busy_;
+    auto job = std::move(slot.job);
+    job->stream->fail(EngineError(EngineError::Kind::kUnavailable, why));
+  }
+  std::lock_guard lock(mutex_);
+  for (auto& job : queue_) job->stream->fail(EngineError(EngineError::Kind::kUnavailable, why));
+  queue_.clear();
+}
+
+}  // namespace calm

@@ -1,0 +1,96 @@
+// LlamaEngine: one GGUF model served by llama.cpp inside this process.
+//
+// Lifecycle:
+//
+//   [unloaded] ──load()──► [loaded: worker thread decoding] ──unload()──► [unloaded]
+//        │                                                        ▲
+//        └── load() throws EngineError(kUnavailable) ─────────────┘ (stays unloaded)
+//
+// Batching: the model has `parallel` slots, each a llama.cpp sequence with
+// its own share of the KV cache (`context` tokens). One worker thread owns
+// the llama_context; every step it gathers one token from each generating
+// slot plus a chunk of any prompt still being read into a single
+// llama_decode call, so requests to one model are decoded together. Requests
+// beyond `parallel` wait in a FIFO until a slot frees.
+//
+// Per slot:
+//   [free] ─admit─► [reading prompt] ─last prompt token decoded─► [generating]
+//                                                                     │
+//     ◄── free ◄── eog / stop string / max_tokens / context full / cancel
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engines/engine.h"
+
+struct llama_model;
+struct llama_context;
+
+namespace calm {
+
+class LlamaEngine : public Engine {
+ public:
+  struct Options {
+    std::string id;
+    std::string gguf_path;
+    int context = 2048;   // tokens per slot
+    int parallel = 1;     // slots
+    int threads = 0;      // 0: hardware concurrency
+    int batch = 512;      // max tokens per llama_decode
+    int gpu_layers = -1;  // -1: all (ignored without a GPU backend)
+  };
+
+  explicit LlamaEngine(Options options);
+  ~LlamaEngine() override;  // unloads
+
+  void load() override;          // not thread-safe with unload()
+  void unload() override;        // fails queued and running requests with kUnavailable
+  bool loaded() const override;  // thread-safe
+
+  // Thread-safe. Throws EngineError: kUnavailable when not loaded,
+  // kContextOverflow when the prompt does not fit one slot's context.
+  std::shared_ptr<GenerationStream> submit(GenerationRequest request) override;
+
+  EngineHealth health() override;      // thread-safe
+  EngineStats stats() const override;  // thread-safe
+
+  // Thread-safe once loaded: the prompt tokens a request would use.
+  std::vector<int32_t> tokenize_request(const GenerationRequest& request) const;
+
+ private:
+  struct Job;
+  struct Slot;
+
+  void run_worker();
+  void admit_jobs(std::vector<Slot>& slots);
+  void decode_step(std::vector<Slot>& slots);
+  void sample_slot(Slot& slot, int batch_index);
+  void finish_slot(Slot& slot, const std::string& reason);
+  void fail_everything(const std::string& why, std::vector<Slot>& slots);
+
+  const Options options_;
+  llama_model* model_ = nullptr;  // owned; written only by load()/unload()
+  llama_context* ctx_ = nullptr;  // owned; used only by the worker thread
+  std::thread worker_;
+
+  // submit() holds it shared while it reads model_; unload() exclusively.
+  std::shared_mutex lifecycle_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Job>> queue_;  // guarded by mutex_
+  bool stopping_ = false;                   // guarded by mutex_
+  std::atomic<bool> loaded_{false};
+  std::atomic<int> busy_{0};
+  std::atomic<uint64_t> completed_{0};
+  std::atomic<uint64_t> cancelled_{0};
+};
+
+}  // namespace calm

@@ -1,0 +1,41 @@
+// The router seam: which model answers a request.
+//
+// Today the request's `model` field decides (ModelNameRouter). The semantic,
+// QoS-aware router of the paper plugs in here: it sees the request and the
+// registry and returns its choice with the reason, so the HTTP layer never
+// changes when the policy does.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "engines/engine.h"
+#include "registry/registry.h"
+
+namespace calm {
+
+struct RouteDecision {
+  Registry::Entry* entry = nullptr;  // never null in a returned decision
+  std::string reason;                // one line, for logs and headers
+};
+
+class Router {
+ public:
+  virtual ~Router() = default;
+  // Thread-safe. std::nullopt: no model can take this request (the caller answers 404).
+  virtual std::optional<RouteDecision> route(const std::string& requested_model,
+                                             const GenerationRequest& request) = 0;
+};
+
+// Sends each request to the model it names.
+class ModelNameRouter : public Router {
+ public:
+  explicit ModelNameRouter(const Registry& registry) : registry_(registry) {}
+  std::optional<RouteDecision> route(const std::string& requested_model,
+                                     const GenerationRequest& request) override;
+
+ private:
+  const Registry& registry_;
+};
+
+}  // namespace calm

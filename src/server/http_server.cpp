@@ -1,0 +1,308 @@
+#include "server/http_server.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <random>
+
+#include "server/api_error.h"
+#include "server/openai_schema.h"
+
+namespace calm {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kJson = "application/json";
+constexpr int kListenBacklog = 1024;
+
+void send_json(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  // Model text is repaired to valid UTF-8 before it gets here; "replace" is
+  // the last line of defence so that dump() can never throw mid-response.
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), kJson);
+}
+
+void send_error(httplib::Response& res, const ApiError& error) {
+  send_json(res, error.status, error.to_json());
+}
+
+std::string random_id(const char* prefix) {
+  static std::atomic<uint64_t> counter{0};
+  static const uint64_t salt = std::random_device{}();
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%s-%016llx%04llx", prefix, static_cast<unsigned long long>(salt),
+                static_cast<unsigned long long>(counter.fetch_add(1) & 0xffff));
+  return buf;
+}
+
+long long unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string sse(const json& data) {
+  return "data: " + data.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+}
+
+enum class Endpoint { kChat, kCompletion };
+
+// Writes one generation as server-sent events, pulling from the engine's
+// stream. Runs on the HTTP connection's thread; a failed write means the
+// client is gone, and the generation is cancelled so its slot frees at once.
+class EventStreamWriter {
+ public:
+  EventStreamWriter(Endpoint endpoint, ResponseMeta meta, bool include_usage,
+                    std::shared_ptr<GenerationStream> stream)
+      : endpoint_(endpoint),
+        meta_(std::move(meta)),
+        include_usage_(include_usage),
+        stream_(std::move(stream)) {}
+
+  // httplib's chunked content provider: called until it returns false or
+  // calls sink.done().
+  bool operator()(size_t /*offset*/, httplib::DataSink& sink) {
+    if (!started_) {
+      started_ = true;
+      if (endpoint_ == Endpoint::kChat &&
+          !write(sink, sse(chat_chunk(meta_, {{"role", "assistant"}, {"content", ""}}, "")))) {
+        return false;
+      }
+    }
+    const auto event = stream_->next(std::chrono::milliseconds(250));
+    if (!event) return sink.is_writable() || (stream_->cancel(), false);
+    if (const auto* delta = std::get_if<GenerationStream::Delta>(&*event)) {
+      return write(sink, sse(content_chunk(delta->text, "")));
+    }
+    if (const auto* result = std::get_if<GenerationResult>(&*event)) {
+      std::string tail = sse(content_chunk("", result->finish_reason));
+      if (include_usage_) {
+        const char* object =
+            endpoint_ == Endpoint::kChat ? "chat.completion.chunk" : "text_completion";
+        tail += sse(usage_chunk(meta_, object, *result));
+      }
+      tail += "data: [DONE]\n\n";
+      if (!write(sink, tail)) return false;
+      sink.done();
+      return true;
+    }
+    // An error after the headers went out: OpenAI's clients raise on an
+    // event that carries an `error` object.
+    const auto& error = std::get<EngineError>(*event);
+    write(sink, sse(ApiError::from_engine(error).to_json()) + "data: [DONE]\n\n");
+    sink.done();
+    return true;
+  }
+
+ private:
+  json content_chunk(const std::string& text, const std::string& finish) const {
+    if (endpoint_ == Endpoint::kCompletion) return completion_chunk(meta_, text, finish);
+    return chat_chunk(meta_, finish.empty() ? json{{"content", text}} : json::object(), finish);
+  }
+
+  bool write(httplib::DataSink& sink, const std::string& data) {
+    if (sink.write(data.data(), data.size())) return true;
+    stream_->cancel();
+    return false;
+  }
+
+  Endpoint endpoint_;
+  ResponseMeta meta_;
+  bool include_usage_;
+  std::shared_ptr<GenerationStream> stream_;
+  bool started_ = false;
+};
+
+}  // namespace
+
+HttpServer::HttpServer(ServerConfig config, Registry& registry, Router& router)
+    : config_(std::move(config)),
+      registry_(registry),
+      router_(router),
+      server_(std::make_unique<httplib::Server>()) {
+  const int threads = config_.http_threads;
+  server_->new_task_queue = [threads] {
+    return new httplib::ThreadPool(static_cast<size_t>(threads));
+  };
+  server_->set_payload_max_length(config_.max_body_bytes);
+  server_->set_read_timeout(30, 0);
+  server_->set_write_timeout(30, 0);
+  install_routes();
+}
+
+HttpServer::~HttpServer() {
+  stop();
+}
+
+int HttpServer::bind() {
+  // Debian's cpp-httplib listens with a backlog of 5, compiled in: a burst of
+  // clients would see refused connects and 1 s retries. Catch the listening
+  // socket as it is made and widen its backlog once bound.
+  int listen_fd = -1;
+  server_->set_socket_options([&listen_fd](int fd) {
+    int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_fd = fd;
+  });
+  int port = config_.port;
+  if (port == 0) {
+    port = server_->bind_to_any_port(config_.host);
+  } else if (!server_->bind_to_port(config_.host, port)) {
+    port = -1;
+  }
+  if (port < 0) {
+    throw std::runtime_error("cannot listen on " + config_.host + ":" +
+                             std::to_string(config_.port) +
+                             " (address in use, or not an address of this machine)");
+  }
+  if (listen_fd >= 0) ::listen(listen_fd, kListenBacklog);
+  return port;
+}
+
+void HttpServer::run() {
+  server_->listen_after_bind();
+}
+
+void HttpServer::stop() {
+  if (server_) server_->stop();
+}
+
+void HttpServer::install_routes() {
+  auto& svr = *server_;
+
+  // Turns every status >= 400 that a handler did not fill (unknown path, body
+  // too large, bad HTTP) into OpenAI's error shape.
+  svr.set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        ApiError error{res.status, "", "invalid_request_error", "", ""};
+        switch (res.status) {
+          case 404:
+            error.message = "no such endpoint: " + req.method + " " + req.path;
+            error.code = "not_found";
+            break;
+          case 413:
+            error.message =
+                "the request body is larger than this server accepts (server.max_body_bytes)";
+            error.code = "request_too_large";
+            break;
+          default:
+            error.message = "HTTP error " + std::to_string(res.status);
+        }
+        send_error(res, error);
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  svr.set_exception_handler([](const httplib::Request&, httplib::Response& res,
+                               std::exception_ptr ep) {
+    std::string what = "unknown error";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    spdlog::error("unhandled exception: {}", what);
+    send_error(res, ApiError{500, "internal error: " + what, "server_error", "", "internal_error"});
+  });
+
+  svr.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    json models = json::object();
+    size_t ready = 0;
+    for (const auto& entry : registry_.entries()) {
+      const bool ok = entry->ready();
+      ready += ok ? 1 : 0;
+      models[entry->config.id] = ok ? "ready" : "unavailable: " + entry->load_error();
+    }
+    const bool all = ready == registry_.entries().size();
+    send_json(res, ready == 0 ? 503 : 200,
+              {{"status", all ? "ok" : (ready ? "degraded" : "unavailable")}, {"models", models}});
+  });
+
+  svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    json data = json::array();
+    for (const auto& entry : registry_.entries()) {
+      const auto& c = entry->config;
+      json info = {{"description", c.description},
+                   {"backend", c.is_local() ? "llama.cpp" : "remote"},
+                   {"ready", entry->ready()}};
+      if (!entry->ready()) info["error"] = entry->load_error();
+      data.push_back({{"id", c.id},
+                      {"object", "model"},
+                      {"created", 0},
+                      {"owned_by", "calm"},
+                      {"calm", info}});
+    }
+    send_json(res, 200, {{"object", "list"}, {"data", data}});
+  });
+
+  svr.Get("/v1/calm/state", [this](const httplib::Request&, httplib::Response& res) {
+    json models = json::object();
+    for (const auto& entry : registry_.entries()) {
+      const EngineStats s = entry->engine->stats();
+      models[entry->config.id] = {{"ready", entry->ready()},    {"slots_total", s.slots_total},
+                                  {"slots_busy", s.slots_busy}, {"queued", s.queued},
+                                  {"completed", s.completed},   {"cancelled", s.cancelled}};
+    }
+    send_json(res, 200, {{"models", models}});
+  });
+
+  auto generate = [this](Endpoint endpoint, const httplib::Request& req, httplib::Response& res) {
+    try {
+      json body;
+      try {
+        body = json::parse(req.body);
+      } catch (const json::parse_error& e) {
+        throw ApiError::bad_request(std::string("the request body is not valid JSON: ") + e.what());
+      }
+      ApiRequest request =
+          endpoint == Endpoint::kChat ? parse_chat_request(body) : parse_completion_request(body);
+
+      const auto decision = router_.route(request.model, request.generation);
+      if (!decision) {
+        throw ApiError{
+            404, "the model '" + request.model + "' does not exist (GET /v1/models lists them)",
+            "invalid_request_error", "model", "model_not_found"};
+      }
+      Registry::Entry& entry = *decision->entry;
+      if (!registry_.ensure_ready(entry)) {
+        const std::string why = entry.load_error();
+        throw ApiError{
+            503,
+            "the model '" + entry.config.id + "' is unavailable" + (why.empty() ? "" : ": " + why),
+            "server_error", "", "model_unavailable"};
+      }
+      auto stream = entry.engine->submit(std::move(request.generation));
+      res.set_header("x-calm-model", entry.config.id);
+
+      ResponseMeta meta{random_id(endpoint == Endpoint::kChat ? "chatcmpl" : "cmpl"),
+                        entry.config.id, unix_now()};
+      if (request.stream) {
+        res.set_header("Cache-Control", "no-cache");
+        res.set_chunked_content_provider(
+            "text/event-stream", EventStreamWriter(endpoint, meta, request.include_usage, stream),
+            [stream](bool /*success*/) { stream->cancel(); });  // no-op once finished
+        return;
+      }
+      const GenerationResult result = stream->wait();
+      send_json(res, 200,
+                endpoint == Endpoint::kChat ? chat_response(meta, result)
+                                            : completion_response(meta, result));
+    } catch (const ApiError& error) {
+      send_error(res, error);
+    } catch (const EngineError& error) {
+      send_error(res, ApiError::from_engine(error));
+    }
+  };
+  svr.Post("/v1/chat/completions", [generate](const httplib::Request& req, httplib::Response& res) {
+    generate(Endpoint::kChat, req, res);
+  });
+  svr.Post("/v1/completions", [generate](const httplib::Request& req, httplib::Response& res) {
+    generate(Endpoint::kCompletion, req, res);
+  });
+}
+
+}  // namespace calm

@@ -1,0 +1,49 @@
+// The OpenAI-compatible HTTP front door.
+//
+//   GET  /health                 200 when every model is ready, 200 "degraded"
+//                                when some failed to load, 503 when none serves
+//   GET  /v1/models              the fleet, OpenAI's list shape plus a `calm` object
+//   POST /v1/chat/completions    chat; `stream: true` answers server-sent events
+//   POST /v1/completions         legacy prompt completion, same streaming rules
+//   GET  /v1/calm/state          what every engine is doing (slots, queue)
+//
+// Every error body is OpenAI's error JSON (server/api_error.h). The router
+// (router/router.h) chooses the model; this layer only speaks HTTP.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "config/fleet_config.h"
+#include "registry/registry.h"
+#include "router/router.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace calm {
+
+class HttpServer {
+ public:
+  HttpServer(ServerConfig config, Registry& registry, Router& router);
+  ~HttpServer();
+
+  // Binds host:port (port 0 picks a free one) and returns the bound port.
+  // Throws std::runtime_error naming the address when it cannot bind.
+  int bind();
+  // Serves until stop(). Call after bind(), from one thread.
+  void run();
+  // Thread-safe; returns at once.
+  void stop();
+
+ private:
+  void install_routes();
+
+  ServerConfig config_;
+  Registry& registry_;
+  Router& router_;
+  std::unique_ptr<httplib::Server> server_;
+};
+
+}  // namespace calm

@@ -1,0 +1,162 @@
+// Child processes for integration tests: the real `calm serve` and the real
+// llama-server, on loopback ports, stopped when the test ends.
+#pragma once
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/test_env.h"
+
+extern char** environ;
+
+namespace calm::testing {
+
+// A child process whose stdout (and stderr) go to a log file.
+class ChildProcess {
+ public:
+  ChildProcess(std::vector<std::string> argv, const std::string& log_path) : log_path_(log_path) {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    if (posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&actions);
+    if (pid_ < 0) throw std::runtime_error("cannot start " + argv[0]);
+  }
+  ~ChildProcess() { stop(); }
+
+  // Exit code once it has ended by itself within the timeout, else nullopt.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return std::nullopt;
+  }
+
+  void stop() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGTERM);
+    if (!wait_exit(std::chrono::seconds(10))) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    pid_ = -1;
+  }
+
+  std::string log() const {
+    std::ifstream in(log_path_);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::string log_path_;
+};
+
+inline std::string temp_path(const std::string& name) {
+  static int counter = 0;
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("calm-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+  std::filesystem::create_directories(dir);
+  return (dir / name).string();
+}
+
+// `calm serve` on a free port, started from a fleet file's text.
+class CalmServer {
+ public:
+  explicit CalmServer(const std::string& fleet_yaml, int port = 0,
+                      std::chrono::seconds start_timeout = std::chrono::seconds(60)) {
+    config_path_ = temp_path("fleet.yaml");
+    std::ofstream(config_path_) << fleet_yaml;
+    process_.emplace(std::vector<std::string>{env("CALM_BIN"), "serve", "--config", config_path_,
+                                              "--port", std::to_string(port)},
+                     config_path_ + ".log");
+    const auto deadline = std::chrono::steady_clock::now() + start_timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      const std::string log = process_->log();
+      const auto at = log.find("listening on http://");
+      if (at != std::string::npos) {
+        const auto colon = log.find(':', at + 20);
+        port_ = std::stoi(log.substr(colon + 1));
+        return;
+      }
+      if (auto code = process_->wait_exit(std::chrono::milliseconds(50))) {
+        throw std::runtime_error("calm serve exited with " + std::to_string(*code) + ": " +
+                                 process_->log());
+      }
+    }
+    throw std::runtime_error("calm serve did not start: " + process_->log());
+  }
+
+  int port() const { return port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(120, 0);
+    return c;
+  }
+  std::string log() const { return process_->log(); }
+
+ private:
+  std::string config_path_;
+  std::optional<ChildProcess> process_;
+  int port_ = 0;
+};
+
+// A port nothing listens on right now (bound to 0, then released).
+inline int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  int port = -1;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+// Waits until GET url+path answers 200.
+inline bool wait_healthy(int port, const std::string& path, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    httplib::Client c("127.0.0.1", port);
+    c.set_connection_timeout(1, 0);
+    if (auto res = c.Get(path.c_str()); res && res->status == 200) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+}  // namespace calm::testing

@@ -1,0 +1,117 @@
+#include "config/fleet_config.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+namespace calm {
+namespace {
+
+namespace fs = std::filesystem;
+
+class FleetConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("calm-config-" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    std::ofstream(dir_ / "a.gguf") << "x";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  FleetConfig parse(const std::string& yaml) {
+    return parse_fleet_config(yaml, "fleet.yaml", dir_);
+  }
+
+  // The error message for yaml, or "" when it parsed.
+  std::string error_of(const std::string& yaml) {
+    try {
+      parse(yaml);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "";
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(FleetConfigTest, ParsesModelsAndServerWithDefaults) {
+  const auto c = parse(R"(
+server:
+  port: 0
+models:
+  - id: local
+    description: small chat
+    gguf: a.gguf
+    parallel: 4
+  - id: far
+    url: http://127.0.0.1:9999/
+    upstream_model: big
+)");
+  EXPECT_EQ(c.server.host, "127.0.0.1");
+  EXPECT_EQ(c.server.port, 0);
+  ASSERT_EQ(c.models.size(), 2u);
+  EXPECT_TRUE(c.models[0].is_local());
+  EXPECT_EQ(c.models[0].gguf_path, (dir_ / "a.gguf").string());
+  EXPECT_EQ(c.models[0].parallel, 4);
+  EXPECT_EQ(c.models[0].context, 2048);
+  EXPECT_FALSE(c.models[1].is_local());
+  EXPECT_EQ(c.models[1].base_url, "http://127.0.0.1:9999");
+  EXPECT_EQ(c.models[1].upstream_model, "big");
+}
+
+TEST_F(FleetConfigTest, MissingGgufNamesFileLineAndField) {
+  const std::string e = error_of("models:\n  - id: m\n    gguf: nope.gguf\n");
+  EXPECT_NE(e.find("fleet.yaml:3: models[0].gguf: file not found"), std::string::npos) << e;
+}
+
+TEST_F(FleetConfigTest, BrokenYamlNamesTheLine) {
+  const std::string e = error_of("models:\n  - id: m\n   gguf: [unclosed\n");
+  EXPECT_EQ(e.rfind("fleet.yaml:", 0), 0u) << e;
+  EXPECT_NE(e.find("invalid YAML"), std::string::npos) << e;
+}
+
+TEST_F(FleetConfigTest, UnknownFieldIsAnError) {
+  const std::string e = error_of("models:\n  - id: m\n    gguf: a.gguf\n    contxt: 4\n");
+  EXPECT_NE(e.find("fleet.yaml:4: models[0].contxt: unknown field"), std::string::npos) << e;
+}
+
+TEST_F(FleetConfigTest, OutOfRangeValueIsAnError) {
+  const std::string e = error_of("models:\n  - id: m\n    gguf: a.gguf\n    parallel: 0\n");
+  EXPECT_NE(e.find("models[0].parallel: must be between 1 and 256"), std::string::npos) << e;
+  EXPECT_NE(error_of("models:\n  - id: m\n    gguf: a.gguf\n    context: lots\n")
+                .find("expected an integer"),
+            std::string::npos);
+}
+
+TEST_F(FleetConfigTest, DuplicateIdsAreAnError) {
+  const std::string e =
+      error_of("models:\n  - id: m\n    gguf: a.gguf\n  - id: m\n    gguf: a.gguf\n");
+  EXPECT_NE(e.find("models[1].id: duplicate model id 'm'"), std::string::npos) << e;
+}
+
+TEST_F(FleetConfigTest, ModelNeedsExactlyOneBackend) {
+  EXPECT_NE(error_of("models:\n  - id: m\n").find("exactly one backend"), std::string::npos);
+  EXPECT_NE(error_of("models:\n  - id: m\n    gguf: a.gguf\n    url: http://x\n")
+                .find("exactly one backend"),
+            std::string::npos);
+  EXPECT_NE(error_of("models:\n  - id: m\n    url: ftp://x\n").find("must start with http://"),
+            std::string::npos);
+  EXPECT_NE(error_of("models:\n  - id: m\n    url: https://x\n").find("https is not supported"),
+            std::string::npos);
+}
+
+TEST_F(FleetConfigTest, EmptyFleetIsAnError) {
+  EXPECT_NE(error_of("server:\n  port: 1\n").find("models: is required"), std::string::npos);
+  EXPECT_NE(error_of("models: []\n").find("models: is required"), std::string::npos);
+  EXPECT_NE(error_of("- just a list\n").find("expected a mapping"), std::string::npos);
+}
+
+TEST_F(FleetConfigTest, UnreadableFileIsAnError) {
+  EXPECT_THROW(load_fleet_config((dir_ / "missing.yaml").string()), ConfigError);
+}
+
+}  // namespace
+}  // namespace calm
