@@ -8,7 +8,9 @@
 // Each request is a streamed /v1/completions call (no chat template, no role
 // chunk: the first event of either server carries the first token) with
 // greedy sampling, a fixed seed and ignore_eos, so every run generates
-// exactly --max-tokens tokens.
+// exactly --max-tokens tokens. Each request's prompt starts with its own
+// number, so no server can answer it from a cached prompt prefix; pass
+// --same-prompt to measure with prefix caching instead.
 //   TTFT   = first streamed event - request sent
 //   decode = (completion tokens - 1) / (last event - first event)
 #include <httplib.h>
@@ -120,6 +122,7 @@ int main(int argc, char** argv) {
   CLI::App app{"stream-bench: TTFT and decode tokens/s of OpenAI-compatible servers"};
   std::vector<std::string> specs;
   int requests = 20, max_tokens = 128, warmup = 2;
+  bool same_prompt = false;
   std::string prompt =
       "The quick brown fox jumps over the lazy dog. Once upon a time, in a land far away,";
   app.add_option("--target", specs, "name=http://host:port/model (repeat)")->required();
@@ -127,6 +130,7 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup, "Unmeasured requests per target first");
   app.add_option("--max-tokens", max_tokens, "Tokens generated per request");
   app.add_option("--prompt", prompt, "Prompt text");
+  app.add_flag("--same-prompt", same_prompt, "Send the identical prompt every time");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<Target> targets;
@@ -136,16 +140,19 @@ int main(int argc, char** argv) {
     std::cerr << e.what() << "\n";
     return 2;
   }
+  auto prompt_for = [&](int i) {
+    return same_prompt ? prompt : "Request " + std::to_string(i) + ". " + prompt;
+  };
   for (auto& t : targets) {
     for (int i = 0; i < warmup; ++i) {
-      if (!run_once(t, prompt, max_tokens)) return 1;
+      if (!run_once(t, prompt_for(-1 - i), max_tokens)) return 1;
     }
     t.ttft_ms.clear();
     t.decode_tps.clear();
   }
   for (int i = 0; i < requests; ++i) {
     for (auto& t : targets) {
-      if (!run_once(t, prompt, max_tokens)) return 1;
+      if (!run_once(t, prompt_for(i), max_tokens)) return 1;
     }
   }
   std::printf(

@@ -11,6 +11,7 @@
 
 #include "engines/chat_template.h"
 #include "engines/llama_backend.h"
+#include "util/log_softmax.h"
 #include "util/stop_matcher.h"
 #include "util/utf8.h"
 
@@ -53,14 +54,6 @@ SamplerPtr make_sampler_chain(const SamplingParams& params, const std::vector<ll
   const uint32_t seed = params.seed ? *params.seed : std::random_device{}();
   llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(seed));
   return chain;
-}
-
-// log softmax(logits)[token], over the model's raw distribution.
-float token_logprob(const float* logits, int32_t n_vocab, llama_token token) {
-  const float max = *std::max_element(logits, logits + n_vocab);
-  double sum = 0;
-  for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp(static_cast<double>(logits[i] - max));
-  return static_cast<float>(logits[token] - max - std::log(sum));
 }
 
 std::vector<llama_token> tokenize(const llama_vocab* vocab, const std::string& text,
@@ -245,6 +238,8 @@ EngineStats LlamaEngine::stats() const {
 void LlamaEngine::run_worker() {
   std::vector<Slot> slots(static_cast<size_t>(options_.parallel));
   for (size_t i = 0; i < slots.size(); ++i) slots[i].seq = static_cast<llama_seq_id>(i);
+  // One batch for the worker's life: llama_batch_init allocates per token.
+  llama_batch batch = llama_batch_init(static_cast<int32_t>(llama_n_batch(ctx_)), 0, 1);
 
   while (true) {
     {
@@ -260,9 +255,10 @@ void LlamaEngine::run_worker() {
     }
     admit_jobs(slots);
     if (std::any_of(slots.begin(), slots.end(), [](const Slot& s) { return !s.free(); })) {
-      decode_step(slots);
+      decode_step(slots, batch);
     }
   }
+  llama_batch_free(batch);
   fail_everything("model '" + options_.id + "' was unloaded", slots);
 }
 
@@ -307,9 +303,9 @@ void LlamaEngine::admit_jobs(std::vector<Slot>& slots) {
   }
 }
 
-void LlamaEngine::decode_step(std::vector<Slot>& slots) {
+void LlamaEngine::decode_step(std::vector<Slot>& slots, llama_batch& batch) {
   const int capacity = static_cast<int>(llama_n_batch(ctx_));
-  llama_batch batch = llama_batch_init(capacity, 0, 1);
+  batch.n_tokens = 0;
   auto add = [&](llama_token token, llama_pos pos, llama_seq_id seq, bool logits) {
     const int i = batch.n_tokens++;
     batch.token[i] = token;
@@ -338,7 +334,6 @@ void LlamaEngine::decode_step(std::vector<Slot>& slots) {
   }
 
   const int32_t rc = llama_decode(ctx_, batch);
-  llama_batch_free(batch);
   if (rc != 0) {
     const std::string why = take_llama_errors();
     spdlog::error("model '{}': llama_decode failed ({}): {}", options_.id, rc, why);
@@ -374,7 +369,8 @@ void LlamaEngine::sample_slot(Slot& slot, int batch_index) {
     return;
   }
   slot.result.completion_tokens++;
-  slot.result.token_logprobs.push_back(token_logprob(logits, n_vocab, token));
+  slot.result.token_logprobs.push_back(
+      log_softmax_at(logits, static_cast<size_t>(n_vocab), static_cast<size_t>(token)));
 
   const StopMatcher::Step step = slot.stop->push(slot.utf8.push(token_piece(vocab, token)));
   if (!step.release.empty()) {

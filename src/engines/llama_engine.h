@@ -33,6 +33,7 @@
 
 struct llama_model;
 struct llama_context;
+struct llama_batch;
 
 namespace calm {
 
@@ -71,7 +72,7 @@ class LlamaEngine : public Engine {
 
   void run_worker();
   void admit_jobs(std::vector<Slot>& slots);
-  void decode_step(std::vector<Slot>& slots);
+  void decode_step(std::vector<Slot>& slots, llama_batch& batch);
   void sample_slot(Slot& slot, int batch_index);
   void finish_slot(Slot& slot, const std::string& reason);
   void fail_everything(const std::string& why, std::vector<Slot>& slots);

@@ -1,6 +1,8 @@
 #include "server/http_server.h"
 
 #include <httplib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
@@ -141,11 +143,14 @@ HttpServer::~HttpServer() {
 int HttpServer::bind() {
   // Debian's cpp-httplib listens with a backlog of 5, compiled in: a burst of
   // clients would see refused connects and 1 s retries. Catch the listening
-  // socket as it is made and widen its backlog once bound.
+  // socket as it is made and widen its backlog once bound. TCP_NODELAY (which
+  // accepted sockets inherit on Linux) sends each streamed token at once
+  // instead of letting Nagle's algorithm hold it for the client's ACK.
   int listen_fd = -1;
   server_->set_socket_options([&listen_fd](int fd) {
     int yes = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
     listen_fd = fd;
   });
   int port = config_.port;
