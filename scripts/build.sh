@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 prefix=$(scripts/build-llama-cpp.sh | tail -n 1)
 
+# ccache keyed on paths relative to the clone, so a fresh clone elsewhere
+# (CI clones into a new folder every run) still hits the cache.
+export CCACHE_BASEDIR="$PWD"
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 if [ ! -f build/CMakeCache.txt ] || ! grep -q "CALM_LLAMA_PREFIX:PATH=$prefix\$" build/CMakeCache.txt; then

@@ -153,6 +153,12 @@ void LlamaEngine::load() {
                           std::to_string(options_.context) + " tokens" +
                           (why.empty() ? "" : ": " + why));
   }
+  // End-of-generation tokens, for requests that ask to ignore them.
+  const llama_vocab* vocab = llama_model_get_vocab(model_);
+  eog_tokens_.clear();
+  for (llama_token t = 0; t < llama_vocab_n_tokens(vocab); ++t) {
+    if (llama_vocab_is_eog(vocab, t)) eog_tokens_.push_back(t);
+  }
   {
     std::lock_guard lock(mutex_);
     stopping_ = false;
@@ -263,8 +269,7 @@ void LlamaEngine::run_worker() {
 }
 
 void LlamaEngine::admit_jobs(std::vector<Slot>& slots) {
-  const llama_vocab* vocab = llama_model_get_vocab(model_);
-  std::vector<llama_token> eog;
+  const int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model_));
   for (auto& slot : slots) {
     if (!slot.free()) continue;
     std::unique_ptr<Job> job;
@@ -283,14 +288,8 @@ void LlamaEngine::admit_jobs(std::vector<Slot>& slots) {
       job->stream->finish(std::move(result));
       continue;
     }
-    const int32_t n_vocab = llama_vocab_n_tokens(vocab);
-    if (job->request.sampling.ignore_eos && eog.empty()) {
-      for (llama_token t = 0; t < n_vocab; ++t) {
-        if (llama_vocab_is_eog(vocab, t)) eog.push_back(t);
-      }
-    }
     llama_memory_seq_rm(llama_get_memory(ctx_), slot.seq, -1, -1);
-    slot.sampler = make_sampler_chain(job->request.sampling, eog, n_vocab);
+    slot.sampler = make_sampler_chain(job->request.sampling, eog_tokens_, n_vocab);
     slot.prompt_done = 0;
     slot.n_past = 0;
     slot.generating = false;

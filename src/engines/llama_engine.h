@@ -80,6 +80,7 @@ class LlamaEngine : public Engine {
   const Options options_;
   llama_model* model_ = nullptr;  // owned; written only by load()/unload()
   llama_context* ctx_ = nullptr;  // owned; used only by the worker thread
+  std::vector<int32_t> eog_tokens_;  // written by load(), read by the worker
   std::thread worker_;
 
   // submit() holds it shared while it reads model_; unload() exclusively.

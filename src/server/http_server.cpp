@@ -1,8 +1,6 @@
 #include "server/http_server.h"
 
 #include <httplib.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
@@ -131,6 +129,9 @@ HttpServer::HttpServer(ServerConfig config, Registry& registry, Router& router)
     return new httplib::ThreadPool(static_cast<size_t>(threads));
   };
   server_->set_payload_max_length(config_.max_body_bytes);
+  // Send each streamed token at once instead of letting Nagle's algorithm
+  // hold it for the client's ACK.
+  server_->set_tcp_nodelay(true);
   server_->set_read_timeout(30, 0);
   server_->set_write_timeout(30, 0);
   install_routes();
@@ -143,14 +144,11 @@ HttpServer::~HttpServer() {
 int HttpServer::bind() {
   // Debian's cpp-httplib listens with a backlog of 5, compiled in: a burst of
   // clients would see refused connects and 1 s retries. Catch the listening
-  // socket as it is made and widen its backlog once bound. TCP_NODELAY (which
-  // accepted sockets inherit on Linux) sends each streamed token at once
-  // instead of letting Nagle's algorithm hold it for the client's ACK.
+  // socket as it is made and widen its backlog once bound.
   int listen_fd = -1;
   server_->set_socket_options([&listen_fd](int fd) {
     int yes = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
     listen_fd = fd;
   });
   int port = config_.port;

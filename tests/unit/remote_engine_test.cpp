@@ -3,6 +3,7 @@
 #include "engines/remote_engine.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <httplib.h>
 
 #include <atomic>
@@ -39,7 +40,18 @@ struct Seen {
 
 class FakeUpstream {
  public:
-  FakeUpstream() { server_.set_tcp_nodelay(true); }
+  FakeUpstream() {
+    server_.set_tcp_nodelay(true);
+    // One thread per concurrent stream (httplib's default pool is 8), and a
+    // listen backlog wider than the 5 Debian's httplib compiles in, so a
+    // burst of connects is neither queued behind slow streams nor dropped.
+    server_.new_task_queue = [] { return new httplib::ThreadPool(64); };
+    server_.set_socket_options([this](int fd) {
+      int yes = 1;
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+      listen_fd_ = fd;
+    });
+  }
   ~FakeUpstream() { stop(); }
 
   httplib::Server& server() { return server_; }
@@ -48,6 +60,7 @@ class FakeUpstream {
   void start() {
     port_ = server_.bind_to_any_port("127.0.0.1");
     ASSERT_GT(port_, 0);
+    ::listen(listen_fd_, 1024);
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     const auto deadline = Clock::now() + 2s;
     while (!server_.is_running() && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
@@ -98,6 +111,7 @@ class FakeUpstream {
   httplib::Server server_;
   std::thread thread_;
   int port_ = 0;
+  int listen_fd_ = -1;  // set by the socket-options callback during bind
   std::mutex mutex_;
   std::condition_variable cv_;
   bool released_ = false;
@@ -633,11 +647,7 @@ TEST_F(RemoteEngineTest, ConcurrentRequestsAllFinish) {
   serve_chat([](const httplib::Request&, httplib::Response& response) {
     serve_sse(response, hello_stream(), 2ms);
   });
-  // httplib's server listens with a backlog of 5: a burst of 16 connects can
-  // overflow it, and a dropped SYN is retried after 1 s. Allow for that.
-  RemoteEngine::Options options = options_for(upstream_.url());
-  options.connect_timeout = 5000ms;
-  auto engine = loaded_engine(options);
+  auto engine = loaded_engine();
   std::vector<std::shared_ptr<GenerationStream>> streams;
   for (int i = 0; i < 16; ++i) streams.push_back(engine->submit(chat("hi")));
   for (auto& stream : streams) {
