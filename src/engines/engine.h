@@ -59,6 +59,7 @@ struct GenerationResult {
   std::string text;           // the whole answer, valid UTF-8, stop string removed
   std::string finish_reason;  // "stop", "length" or "cancelled"
   int prompt_tokens = 0;
+  int cached_prompt_tokens = 0;  // of prompt_tokens, read from a kept KV cache
   int completion_tokens = 0;
   // Natural log-probability of every generated token under the model's
   // unmodified distribution (before temperature/top-k/top-p), kept for the

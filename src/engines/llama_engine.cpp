@@ -92,9 +92,13 @@ struct LlamaEngine::Slot {
   llama_seq_id seq = 0;
   std::unique_ptr<Job> job;  // null: the slot is free
   SamplerPtr sampler;
-  size_t prompt_done = 0;  // prompt tokens already in the batch history
-  llama_pos n_past = 0;    // positions used in this sequence's KV cache
-  llama_token last = 0;    // sampled, not yet decoded
+  size_t prompt_done = 0;  // prompt tokens already in the KV cache
+  // The tokens whose keys and values this sequence holds, position by
+  // position. It outlives the request: the next request that starts with the
+  // same tokens (a conversation's next turn, a shared system prompt) reads
+  // only what follows them.
+  std::vector<llama_token> cached;
+  llama_token last = 0;  // sampled, not yet decoded
   bool generating = false;
   int batch_index = -1;  // where this slot's logits are in the current batch
   Utf8Repairer utf8;
@@ -103,7 +107,19 @@ struct LlamaEngine::Slot {
 
   bool free() const { return job == nullptr; }
   bool reading_prompt() const { return job && !generating; }
+  llama_pos n_past() const { return static_cast<llama_pos>(cached.size()); }
 };
+
+namespace {
+
+size_t common_prefix(const std::vector<llama_token>& a, const std::vector<llama_token>& b) {
+  const size_t n = std::min(a.size(), b.size());
+  size_t i = 0;
+  while (i < n && a[i] == b[i]) ++i;
+  return i;
+}
+
+}  // namespace
 
 LlamaEngine::LlamaEngine(Options options) : options_(std::move(options)) {}
 
@@ -270,8 +286,8 @@ void LlamaEngine::run_worker() {
 
 void LlamaEngine::admit_jobs(std::vector<Slot>& slots) {
   const int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model_));
-  for (auto& slot : slots) {
-    if (!slot.free()) continue;
+  llama_memory_t memory = llama_get_memory(ctx_);
+  while (std::any_of(slots.begin(), slots.end(), [](const Slot& s) { return s.free(); })) {
     std::unique_ptr<Job> job;
     {
       std::lock_guard lock(mutex_);
@@ -288,15 +304,34 @@ void LlamaEngine::admit_jobs(std::vector<Slot>& slots) {
       job->stream->finish(std::move(result));
       continue;
     }
-    llama_memory_seq_rm(llama_get_memory(ctx_), slot.seq, -1, -1);
+    // The free slot whose cache shares the longest prefix with this prompt.
+    Slot* best = nullptr;
+    size_t reuse = 0;
+    for (auto& slot : slots) {
+      if (!slot.free()) continue;
+      const size_t common = common_prefix(slot.cached, job->prompt);
+      if (best == nullptr || common > reuse) {
+        best = &slot;
+        reuse = common;
+      }
+    }
+    Slot& slot = *best;
+    // At least the last prompt token is decoded again: its logits give the
+    // first answer token.
+    reuse = std::min(reuse, job->prompt.size() - 1);
+    if (!llama_memory_seq_rm(memory, slot.seq, static_cast<llama_pos>(reuse), -1)) {
+      llama_memory_seq_rm(memory, slot.seq, -1, -1);  // cannot trim this model's cache
+      reuse = 0;
+    }
+    slot.cached.resize(reuse);
+    slot.prompt_done = reuse;
     slot.sampler = make_sampler_chain(job->request.sampling, eog_tokens_, n_vocab);
-    slot.prompt_done = 0;
-    slot.n_past = 0;
     slot.generating = false;
     slot.utf8 = Utf8Repairer();
     slot.stop.emplace(job->request.sampling.stop);
     slot.result = GenerationResult();
     slot.result.prompt_tokens = static_cast<int>(job->prompt.size());
+    slot.result.cached_prompt_tokens = static_cast<int>(reuse);
     slot.job = std::move(job);
     ++busy_;
   }
@@ -320,14 +355,17 @@ void LlamaEngine::decode_step(std::vector<Slot>& slots, llama_batch& batch) {
   for (auto& slot : slots) {
     slot.batch_index = -1;
     if (slot.free() || !slot.generating) continue;
-    slot.batch_index = add(slot.last, slot.n_past++, slot.seq, true);
+    slot.batch_index = add(slot.last, slot.n_past(), slot.seq, true);
+    slot.cached.push_back(slot.last);
   }
   for (auto& slot : slots) {
     if (!slot.reading_prompt()) continue;
     const auto& prompt = slot.job->prompt;
     while (slot.prompt_done < prompt.size() && batch.n_tokens < capacity) {
       const bool last = slot.prompt_done + 1 == prompt.size();
-      const int i = add(prompt[slot.prompt_done++], slot.n_past++, slot.seq, last);
+      const llama_token token = prompt[slot.prompt_done++];
+      const int i = add(token, slot.n_past(), slot.seq, last);
+      slot.cached.push_back(token);
       if (last) slot.batch_index = i;
     }
   }
@@ -339,6 +377,7 @@ void LlamaEngine::decode_step(std::vector<Slot>& slots, llama_batch& batch) {
     for (auto& slot : slots) {
       if (slot.free()) continue;
       llama_memory_seq_rm(llama_get_memory(ctx_), slot.seq, -1, -1);
+      slot.cached.clear();
       --busy_;
       ++completed_;
       auto job = std::move(slot.job);
@@ -379,7 +418,7 @@ void LlamaEngine::sample_slot(Slot& slot, int batch_index) {
   if (step.stopped) {
     finish_slot(slot, "stop");
   } else if (slot.result.completion_tokens >= params.max_tokens ||
-             slot.n_past + 1 >= options_.context) {
+             slot.n_past() + 1 >= options_.context) {
     // n_past + 1: prompt and answer together never exceed the slot's context.
     finish_slot(slot, "length");
   } else {
@@ -401,7 +440,7 @@ void LlamaEngine::finish_slot(Slot& slot, const std::string& reason) {
   }
   slot.result.finish_reason = reason;
   slot.result.total_ms = ms_since(slot.job->submitted);
-  llama_memory_seq_rm(llama_get_memory(ctx_), slot.seq, -1, -1);
+  // The sequence's cache stays: slot.cached says what it holds.
   // Counters first: whoever waits on the stream sees them already updated.
   --busy_;
   ++completed_;

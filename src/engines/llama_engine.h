@@ -13,6 +13,11 @@
 // llama_decode call, so requests to one model are decoded together. Requests
 // beyond `parallel` wait in a FIFO until a slot frees.
 //
+// Prompt caching: a slot keeps its sequence's KV cache after a request ends.
+// A new request goes to the free slot whose cache shares the longest prefix
+// with its prompt and reads only the tokens after that prefix (reported as
+// usage.prompt_tokens_details.cached_tokens), as llama-server does.
+//
 // Per slot:
 //   [free] ─admit─► [reading prompt] ─last prompt token decoded─► [generating]
 //                                                                     │
@@ -78,8 +83,8 @@ class LlamaEngine : public Engine {
   void fail_everything(const std::string& why, std::vector<Slot>& slots);
 
   const Options options_;
-  llama_model* model_ = nullptr;  // owned; written only by load()/unload()
-  llama_context* ctx_ = nullptr;  // owned; used only by the worker thread
+  llama_model* model_ = nullptr;     // owned; written only by load()/unload()
+  llama_context* ctx_ = nullptr;     // owned; used only by the worker thread
   std::vector<int32_t> eog_tokens_;  // written by load(), read by the worker
   std::thread worker_;
 

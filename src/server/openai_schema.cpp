@@ -202,7 +202,8 @@ ApiRequest parse_completion_request(const json& body) {
 json usage_json(const GenerationResult& r) {
   return {{"prompt_tokens", r.prompt_tokens},
           {"completion_tokens", r.completion_tokens},
-          {"total_tokens", r.prompt_tokens + r.completion_tokens}};
+          {"total_tokens", r.prompt_tokens + r.completion_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", r.cached_prompt_tokens}}}};
 }
 
 namespace {

@@ -185,6 +185,16 @@ TEST_F(ServeTest, CompletionsEndpointAnswersPlainAndStreamed) {
   EXPECT_EQ(sse.events.back()["choices"][0]["finish_reason"], "length");
 }
 
+TEST_F(ServeTest, RepeatedPromptIsReadFromThePromptCache) {
+  json body = chat_body("plain", 4, 21);
+  body["messages"][0]["content"] = "a question asked twice, word for word";
+  const json first = json::parse(post("/v1/chat/completions", body)->body);
+  const json second = json::parse(post("/v1/chat/completions", body)->body);
+  EXPECT_EQ(second["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(),
+            second["usage"]["prompt_tokens"].get<int>() - 1);
+  EXPECT_EQ(second["choices"][0]["message"]["content"], first["choices"][0]["message"]["content"]);
+}
+
 TEST_F(ServeTest, ManyParallelRequestsToOneModelAreAllAnswered) {
   constexpr int kClients = 16;
   std::atomic<int> ok{0};

@@ -213,6 +213,55 @@ TEST(LlamaEngine, UnloadFailsWaitingRequests) {
   EXPECT_THROW(running->wait(), EngineError);
 }
 
+GenerationRequest greedy_prompt(const std::string& text, int max_tokens) {
+  GenerationRequest r;
+  r.prompt = text;
+  r.sampling.temperature = 0;
+  r.sampling.max_tokens = max_tokens;
+  r.sampling.ignore_eos = true;
+  return r;
+}
+
+TEST(LlamaEngine, ReusesTheKvCacheOfASharedPromptPrefix) {
+  const std::string first = "the cat sat on the mat and looked at the door";
+  const std::string second = first + " for a long time";
+  LlamaEngine fresh(options());
+  fresh.load();
+  const auto expected = fresh.submit(greedy_prompt(second, 12))->wait();
+  EXPECT_EQ(expected.cached_prompt_tokens, 0);
+  fresh.unload();
+
+  LlamaEngine engine(options());
+  engine.load();
+  const auto r1 = engine.submit(greedy_prompt(first, 4))->wait();
+  const auto r2 = engine.submit(greedy_prompt(second, 12))->wait();
+  const int first_tokens =
+      static_cast<int>(engine.tokenize_request(greedy_prompt(first, 1)).size());
+  EXPECT_GE(r2.cached_prompt_tokens, first_tokens - 2);  // the boundary token may merge
+  EXPECT_LT(r2.cached_prompt_tokens, r2.prompt_tokens);
+  EXPECT_EQ(r2.text, expected.text);  // a cached prefix changes no answer
+  // The same prompt again: all but its last token come from the cache.
+  const auto r3 = engine.submit(greedy_prompt(second, 12))->wait();
+  EXPECT_EQ(r3.cached_prompt_tokens, r3.prompt_tokens - 1);
+  EXPECT_EQ(r3.text, expected.text);
+  (void)r1;
+}
+
+TEST(LlamaEngine, PicksTheSlotWhoseCacheSharesTheLongestPrefix) {
+  LlamaEngine engine(options(/*parallel=*/2));
+  engine.load();
+  const std::string a = "alpha beta gamma delta epsilon zeta eta theta";
+  const std::string b = "one two three four five six seven eight nine";
+  auto sa = engine.submit(greedy_prompt(a, 2));
+  auto sb = engine.submit(greedy_prompt(b, 2));
+  sa->wait();
+  sb->wait();
+  const auto again_b = engine.submit(greedy_prompt(b, 2))->wait();
+  EXPECT_EQ(again_b.cached_prompt_tokens, again_b.prompt_tokens - 1);
+  const auto again_a = engine.submit(greedy_prompt(a, 2))->wait();
+  EXPECT_EQ(again_a.cached_prompt_tokens, again_a.prompt_tokens - 1);
+}
+
 TEST(ChatTemplate, PlainFallbackIsATranscript) {
   EXPECT_EQ(plain_chat_prompt({{"system", "be brief"}, {"user", "hi"}}),
             "system: be brief\nuser: hi\nassistant:");

@@ -129,6 +129,7 @@ TEST(OpenAiSchema, ResponsesHaveOpenAiShape) {
   EXPECT_EQ(r["choices"][0]["message"]["content"], "hey");
   EXPECT_EQ(r["choices"][0]["finish_reason"], "length");
   EXPECT_EQ(r["usage"]["total_tokens"], 5);
+  EXPECT_EQ(r["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
   const json c = chat_chunk(meta, {{"content", "x"}}, "");
   EXPECT_TRUE(c["choices"][0]["finish_reason"].is_null());
   EXPECT_EQ(usage_chunk(meta, "chat.completion.chunk", result)["choices"].size(), 0u);

@@ -3,8 +3,8 @@
 #include "engines/remote_engine.h"
 
 #include <gtest/gtest.h>
-#include <sys/socket.h>
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
