@@ -33,8 +33,8 @@ void send_error(httplib::Response& res, const ApiError& error) {
 std::string random_id(const char* prefix) {
   // A per-process random part and a counter: unique within a run, and
   // unlikely to repeat across restarts.
-  static const uint64_t salt = (static_cast<uint64_t>(std::random_device{}()) << 32) ^
-                               std::random_device{}();
+  static const uint64_t salt =
+      (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
   static std::atomic<uint64_t> counter{0};
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%s-%016llx%06llx", prefix, static_cast<unsigned long long>(salt),

@@ -1,0 +1,84 @@
+#include "engines/gguf_info.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "support/test_env.h"
+
+namespace calm {
+namespace {
+
+std::string truncated_copy(const std::string& from, double fraction) {
+  std::ifstream in(from, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  const auto path =
+      std::filesystem::temp_directory_path() /
+      ("calm-gguf-info-" + std::to_string(static_cast<int>(fraction * 100)) + ".gguf");
+  std::ofstream(path, std::ios::binary)
+      << bytes.substr(0, static_cast<size_t>(bytes.size() * fraction));
+  return path.string();
+}
+
+TEST(GgufInfo, ReadsTheHeaderOfATinyModel) {
+  const GgufInfo info = read_gguf_info(testing::test_model("tiny-chatml.gguf"));
+  EXPECT_EQ(info.architecture, "llama");
+  EXPECT_EQ(info.name, "tiny-chatml");
+  EXPECT_EQ(info.n_layer, 2u);
+  EXPECT_EQ(info.n_embd, 64u);
+  EXPECT_EQ(info.n_head, 4u);
+  EXPECT_EQ(info.n_vocab, 512u);
+  EXPECT_EQ(info.context_length, 2048u);
+  EXPECT_TRUE(info.has_chat_template);
+  // Embeddings and output (2 x 512 x 64), per layer 4 x 64 x 64 attention,
+  // 3 x 64 x 256 feed-forward and two norms, plus the output norm.
+  const uint64_t per_layer = 4 * 64 * 64 + 3 * 64 * 256 + 2 * 64;
+  EXPECT_EQ(info.n_params, 2ull * 512 * 64 + 2 * per_layer + 64);
+  EXPECT_LE(info.tensor_bytes, info.file_bytes);
+}
+
+TEST(GgufInfo, KvCacheEstimateScalesWithContextAndSlots) {
+  const GgufInfo info = read_gguf_info(testing::test_model("tiny-chatml.gguf"));
+  const MemoryEstimate one = estimate_memory(info, 1024, 1);
+  const MemoryEstimate four = estimate_memory(info, 1024, 4);
+  // K and V, 2 layers, 64 wide, f16.
+  EXPECT_EQ(one.kv_cache, 2ull * 2 * 1024 * 64 * 2);
+  EXPECT_EQ(four.kv_cache, 4 * one.kv_cache);
+  EXPECT_EQ(one.weights, info.tensor_bytes);
+  EXPECT_EQ(one.total(), one.weights + one.kv_cache + one.compute);
+}
+
+TEST(GgufInfo, MissingFileIsAClearError) {
+  EXPECT_THROW(
+      {
+        try {
+          read_gguf_info("/nonexistent/model.gguf");
+        } catch (const std::runtime_error& e) {
+          EXPECT_NE(std::string(e.what()).find("/nonexistent/model.gguf: file not found"),
+                    std::string::npos);
+          throw;
+        }
+      },
+      std::runtime_error);
+}
+
+TEST(GgufInfo, TruncatedHeaderIsAClearError) {
+  const std::string path = truncated_copy(testing::test_model("tiny-plain.gguf"), 0.001);
+  EXPECT_THROW(read_gguf_info(path), std::runtime_error);
+  std::filesystem::remove(path);
+}
+
+TEST(GgufInfo, TruncatedTensorDataIsAClearError) {
+  const std::string path = truncated_copy(testing::test_model("tiny-plain.gguf"), 0.9);
+  try {
+    read_gguf_info(path);
+    FAIL() << "a truncated file was read as whole";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("truncated GGUF file"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace calm
