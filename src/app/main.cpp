@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   };
   add(calm::add_serve_command);
   add(calm::add_model_info_command);
+  add(calm::add_route_eval_command);
   add(calm::add_version_command);
 
   CLI11_PARSE(app, argc, argv);

@@ -8,6 +8,7 @@
 #include "config/fleet_config.h"
 #include "registry/registry.h"
 #include "router/router.h"
+#include "router/router_factory.h"
 #include "server/http_server.h"
 
 namespace calm {
@@ -74,8 +75,22 @@ Command add_serve_command(CLI::App& app) {
     if (args->port >= 0) config.server.port = args->port;
 
     Registry registry(config);
-    ModelNameRouter router(registry);
-    HttpServer server(config.server, registry, router);
+    std::shared_ptr<SemanticRouter> semantic;
+    std::unique_ptr<Router> router;
+    if (config.router) {
+      try {
+        semantic = make_semantic_router(config);
+      } catch (const std::exception& e) {
+        std::cerr << "calm serve: " << config.source << ": router.embeddings: " << e.what() << "\n";
+        return 2;
+      }
+      router = std::make_unique<AutoRouter>(registry, semantic);
+      spdlog::info("routing `model: {}` ({}, {} similarity)", config.router->auto_model,
+                   config.router->policy, config.router->similarity);
+    } else {
+      router = std::make_unique<ModelNameRouter>(registry);
+    }
+    HttpServer server(config.server, registry, *router, semantic);
     int port = 0;
     try {
       port = server.bind();

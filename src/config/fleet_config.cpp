@@ -2,8 +2,10 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
@@ -80,6 +82,29 @@ class Fields {
     return parsed;
   }
 
+  // A list of strings (or one string).
+  std::vector<std::string> strings(const std::string& key) {
+    const YAML::Node value = get(key);
+    std::vector<std::string> out;
+    if (!value.IsDefined() || value.IsNull()) return out;
+    if (value.IsScalar()) return {value.as<std::string>()};
+    if (!value.IsSequence()) fail(key, "expected a list of strings");
+    for (const auto& item : value) {
+      if (!item.IsScalar()) fail(key, "expected a list of strings");
+      out.push_back(item.as<std::string>());
+    }
+    return out;
+  }
+
+  bool boolean(const std::string& key, bool fallback) {
+    const YAML::Node value = get(key);
+    if (!value.IsDefined() || value.IsNull()) return fallback;
+    bool parsed = false;
+    if (!value.IsScalar() || !YAML::convert<bool>::decode(value, parsed))
+      fail(key, "expected true or false");
+    return parsed;
+  }
+
   void reject_unknown() const {
     for (const auto& item : node_) {
       const auto key = item.first.as<std::string>();
@@ -123,6 +148,29 @@ ModelConfig parse_model(const YAML::Node& node, const std::string& source, size_
     fields.fail("id", "must be a non-empty name without spaces");
   }
   model.description = fields.string("description", "");
+  model.examples = fields.strings("examples");
+  if (fields.has("examples_file")) {
+    fs::path file = fields.string("examples_file", "");
+    if (file.is_relative()) file = base_dir / file;
+    std::ifstream in(file);
+    if (!in) fields.fail("examples_file", "cannot read " + file.string());
+    // One example a line: a JSON object with "query" (route-eval's format) or plain text.
+    std::string line;
+    for (int n = 1; std::getline(in, line); ++n) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      if (line.front() == '{') {
+        const auto j = nlohmann::json::parse(line, nullptr, false);
+        if (j.is_discarded() || !j.contains("query") || !j["query"].is_string()) {
+          fields.fail("examples_file",
+                      file.string() + ":" + std::to_string(n) + ": expected {\"query\": \"...\"}");
+        }
+        model.examples.push_back(j["query"].get<std::string>());
+      } else {
+        model.examples.push_back(line);
+      }
+    }
+  }
+  model.tags = fields.strings("tags");
 
   const bool local = fields.has("gguf");
   const bool remote = fields.has("url");
@@ -159,7 +207,52 @@ ModelConfig parse_model(const YAML::Node& node, const std::string& source, size_
   return model;
 }
 
+RouterConfig parse_router(const YAML::Node& node, const std::string& source,
+                          const fs::path& base_dir) {
+  RouterConfig router;
+  // `router:` with nothing under it means every default.
+  Fields fields(node.IsNull() ? YAML::Node(YAML::NodeType::Map) : node, source, "router");
+  router.auto_model = fields.string("auto_model", router.auto_model);
+  if (router.auto_model.empty()) fields.fail("auto_model", "must not be empty");
+  fs::path embeddings = fields.string("embeddings", default_embeddings_path());
+  if (embeddings.string().rfind("~/", 0) == 0) {
+    const char* home = std::getenv("HOME");
+    embeddings = fs::path(home ? home : "") / embeddings.string().substr(2);
+  }
+  if (embeddings.is_relative()) embeddings = base_dir / embeddings;
+  router.embeddings = embeddings.lexically_normal().string();
+  std::error_code ec;
+  if (!fs::is_regular_file(embeddings, ec)) {
+    fields.fail("embeddings",
+                "file not found: " + router.embeddings + " (scripts/fetch-glove.sh makes it)");
+  }
+  router.similarity = fields.string("similarity", router.similarity);
+  if (router.similarity != "description" && router.similarity != "examples" &&
+      router.similarity != "combined") {
+    fields.fail("similarity", "must be description, examples or combined");
+  }
+  router.knn = static_cast<int>(fields.integer("knn", router.knn, 1, 1000));
+  router.policy = fields.string("policy", router.policy);
+  if (router.policy != "pro-latency" && router.policy != "pro-energy" &&
+      router.policy != "pro-confidence" && router.policy != "pro-cache") {
+    fields.fail("policy", "must be pro-latency, pro-energy, pro-confidence or pro-cache");
+  }
+  router.lambda = fields.number("lambda", router.lambda, 0, 100);
+  router.lambda_cache = fields.number("lambda_cache", router.lambda_cache, 0, 100);
+  router.correlation_aware = fields.boolean("correlation_aware", router.correlation_aware);
+  router.window = static_cast<int>(fields.integer("window", router.window, 1, 1000000));
+  fields.reject_unknown();
+  return router;
+}
+
 }  // namespace
+
+std::string default_embeddings_path() {
+  const char* cache = std::getenv("CALM_CACHE");
+  const char* home = std::getenv("HOME");
+  const fs::path root = cache ? fs::path(cache) : fs::path(home ? home : "") / ".cache" / "calm";
+  return (root / "embeddings" / "glove-100d-100000w.bin").string();
+}
 
 FleetConfig parse_fleet_config(const std::string& yaml_text, const std::string& source,
                                const std::string& base_dir) {
@@ -188,6 +281,16 @@ FleetConfig parse_fleet_config(const std::string& yaml_text, const std::string& 
           .fail("id", "duplicate model id '" + model.id + "'");
     }
     config.models.push_back(std::move(model));
+  }
+  const YAML::Node router = top.get("router");
+  if (router.IsDefined()) {
+    config.router = parse_router(router, source, base_dir);
+    for (size_t i = 0; i < config.models.size(); ++i) {
+      if (config.models[i].description.empty() && config.models[i].examples.empty()) {
+        Fields(models[i], source, "models[" + std::to_string(i) + "]")
+            .fail("description", "a routed fleet needs a description or examples for every model");
+      }
+    }
   }
   top.reject_unknown();
   return config;

@@ -16,6 +16,18 @@
 //       description: "..."
 //       url: http://127.0.0.1:8081          # a remote OpenAI-compatible server
 //       upstream_model: qwen2.5-7b          # model name sent upstream (default: id)
+//       examples: ["a query it answers well"]  # for routing; or examples_file: x.jsonl
+//       tags: [maths]                       # labels (route-eval matches on id or tag)
+//   router:                                 # optional: route `model: auto` by meaning and QoS
+//     auto_model: auto                      # the model name clients send to be routed
+//     embeddings: ~/.cache/calm/embeddings/glove-100d-100000w.bin
+//     similarity: combined                  # description | examples | combined
+//     knn: 5                                # nearest examples averaged
+//     policy: pro-confidence                # pro-latency | pro-energy | pro-confidence | pro-cache
+//     lambda: 0.5
+//     lambda_cache: 0.2
+//     correlation_aware: false
+//     window: 100                           # observations per model in the QoS windows
 //
 // Every error names the file, the line and the field, e.g.
 //   fleet.yaml:7: models[0].gguf: file not found: /abs/path/tiny.gguf
@@ -23,6 +35,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -39,6 +52,8 @@ struct ModelConfig {
 
   std::string id;
   std::string description;
+  std::vector<std::string> examples;  // inline ones, then those of examples_file
+  std::vector<std::string> tags;
   Backend backend = Backend::kLlama;
 
   // kLlama
@@ -66,11 +81,27 @@ struct ServerConfig {
   int http_threads = 32;
 };
 
+struct RouterConfig {
+  std::string auto_model = "auto";
+  std::string embeddings;  // absolute path of a GloVe .bin (scripts/fetch-glove.sh)
+  std::string similarity = "combined";
+  int knn = 5;
+  std::string policy = "pro-confidence";
+  double lambda = 0.5;
+  double lambda_cache = 0.2;
+  bool correlation_aware = false;
+  int window = 100;
+};
+
 struct FleetConfig {
   std::string source;  // the file it came from
   ServerConfig server;
   std::vector<ModelConfig> models;
+  std::optional<RouterConfig> router;  // absent: requests name their model
 };
+
+// Where scripts/fetch-glove.sh puts the default embeddings.
+std::string default_embeddings_path();
 
 // Reads and validates a fleet file. Throws ConfigError naming file, line and field.
 FleetConfig load_fleet_config(const std::string& path);

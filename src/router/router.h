@@ -25,6 +25,8 @@ class Router {
   // Thread-safe. std::nullopt: no model can take this request (the caller answers 404).
   virtual std::optional<RouteDecision> route(const std::string& requested_model,
                                              const GenerationRequest& request) = 0;
+  // Thread-safe. What a finished generation cost, for routers that learn from it.
+  virtual void observe(const std::string& /*model_id*/, const GenerationResult& /*result*/) {}
 };
 
 // Sends each request to the model it names.

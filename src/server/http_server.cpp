@@ -59,12 +59,15 @@ enum class Endpoint { kChat, kCompletion };
 // client is gone, and the generation is cancelled so its slot frees at once.
 class EventStreamWriter {
  public:
+  using OnResult = std::function<void(const GenerationResult&)>;
+
   EventStreamWriter(Endpoint endpoint, ResponseMeta meta, bool include_usage,
-                    std::shared_ptr<GenerationStream> stream)
+                    std::shared_ptr<GenerationStream> stream, OnResult on_result)
       : endpoint_(endpoint),
         meta_(std::move(meta)),
         include_usage_(include_usage),
-        stream_(std::move(stream)) {}
+        stream_(std::move(stream)),
+        on_result_(std::move(on_result)) {}
 
   // httplib's chunked content provider: called until it returns false or
   // calls sink.done().
@@ -82,6 +85,7 @@ class EventStreamWriter {
       return write(sink, sse(content_chunk(delta->text, "")));
     }
     if (const auto* result = std::get_if<GenerationResult>(&*event)) {
+      on_result_(*result);
       std::string tail = sse(content_chunk("", result->finish_reason));
       if (include_usage_) {
         const char* object =
@@ -117,15 +121,41 @@ class EventStreamWriter {
   ResponseMeta meta_;
   bool include_usage_;
   std::shared_ptr<GenerationStream> stream_;
+  OnResult on_result_;
   bool started_ = false;
 };
 
 }  // namespace
 
-HttpServer::HttpServer(ServerConfig config, Registry& registry, Router& router)
+nlohmann::json ranking_json(const Ranking& ranking, double decision_ms) {
+  json candidates = json::array();
+  for (const auto& c : ranking.candidates) {
+    candidates.push_back({{"model", c.id},
+                          {"similarity", c.similarity},
+                          {"latency", c.terms[Metric::kLatency]},
+                          {"energy", c.terms[Metric::kEnergy]},
+                          {"memory", c.terms[Metric::kMemory]},
+                          {"confidence", c.terms[Metric::kConfidence]},
+                          {"observations", c.terms.observations},
+                          {"loaded", c.loaded},
+                          {"lambda", c.lambda},
+                          {"score", c.score}});
+  }
+  return {
+      {"query", ranking.query},
+      {"query_known", ranking.query_known},
+      {"policy", policy_name(ranking.policy)},
+      {"chosen", ranking.candidates.empty() ? json(nullptr) : json(ranking.candidates.front().id)},
+      {"decision_ms", decision_ms},
+      {"candidates", candidates}};
+}
+
+HttpServer::HttpServer(ServerConfig config, Registry& registry, Router& router,
+                       std::shared_ptr<SemanticRouter> semantic)
     : config_(std::move(config)),
       registry_(registry),
       router_(router),
+      semantic_(std::move(semantic)),
       server_(std::make_unique<httplib::Server>()) {
   const int threads = config_.http_threads;
   server_->new_task_queue = [threads] {
@@ -283,17 +313,23 @@ void HttpServer::install_routes() {
       }
       auto stream = entry.engine->submit(std::move(request.generation));
       res.set_header("x-calm-model", entry.config.id);
+      res.set_header("x-calm-route", decision->reason);
+      auto observe = [this, id = entry.config.id](const GenerationResult& r) {
+        router_.observe(id, r);
+      };
 
       ResponseMeta meta{random_id(endpoint == Endpoint::kChat ? "chatcmpl" : "cmpl"),
                         entry.config.id, unix_now()};
       if (request.stream) {
         res.set_header("Cache-Control", "no-cache");
         res.set_chunked_content_provider(
-            "text/event-stream", EventStreamWriter(endpoint, meta, request.include_usage, stream),
+            "text/event-stream",
+            EventStreamWriter(endpoint, meta, request.include_usage, stream, observe),
             [stream](bool /*success*/) { stream->cancel(); });  // no-op once finished
         return;
       }
       const GenerationResult result = stream->wait();
+      observe(result);
       send_json(res, 200,
                 endpoint == Endpoint::kChat ? chat_response(meta, result)
                                             : completion_response(meta, result));
@@ -303,6 +339,40 @@ void HttpServer::install_routes() {
       send_error(res, ApiError::from_engine(error));
     }
   };
+  // The ranking the router would make for a chat or completion body, without
+  // running inference: every candidate with its similarity, each dynamic
+  // term, and the final score.
+  svr.Post("/v1/route", [this](const httplib::Request& req, httplib::Response& res) {
+    try {
+      if (!semantic_) {
+        throw ApiError{404, "routing is not configured: add a `router:` section to the fleet file",
+                       "invalid_request_error", "", "routing_not_configured"};
+      }
+      json body;
+      try {
+        body = json::parse(req.body);
+      } catch (const json::parse_error& e) {
+        throw ApiError::bad_request(std::string("the request body is not valid JSON: ") + e.what());
+      }
+      if (body.is_object() && !body.contains("model"))
+        body["model"] = semantic_->settings().auto_model;
+      const ApiRequest request =
+          body.contains("prompt") ? parse_completion_request(body) : parse_chat_request(body);
+      const auto start = std::chrono::steady_clock::now();
+      const Ranking ranking = semantic_->rank(SemanticRouter::query_text(request.generation),
+                                              [this](const std::string& id) {
+                                                const Registry::Entry* e = registry_.find(id);
+                                                return e != nullptr && e->ready();
+                                              });
+      const double decision_ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count();
+      send_json(res, 200, ranking_json(ranking, decision_ms));
+    } catch (const ApiError& error) {
+      send_error(res, error);
+    }
+  });
+
   svr.Post("/v1/chat/completions", [generate](const httplib::Request& req, httplib::Response& res) {
     generate(Endpoint::kChat, req, res);
   });

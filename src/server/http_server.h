@@ -6,17 +6,20 @@
 //   POST /v1/chat/completions    chat; `stream: true` answers server-sent events
 //   POST /v1/completions         legacy prompt completion, same streaming rules
 //   GET  /v1/calm/state          what every engine is doing (slots, queue)
+//   POST /v1/route               the router's ranking for a body, no inference
 //
 // Every error body is OpenAI's error JSON (server/api_error.h). The router
 // (router/router.h) chooses the model; this layer only speaks HTTP.
 #pragma once
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "config/fleet_config.h"
 #include "registry/registry.h"
 #include "router/router.h"
+#include "router/semantic_router.h"
 
 namespace httplib {
 class Server;
@@ -24,9 +27,14 @@ class Server;
 
 namespace calm {
 
+// The JSON of a ranking (POST /v1/route; also `calm route-eval`).
+nlohmann::json ranking_json(const Ranking& ranking, double decision_ms);
+
 class HttpServer {
  public:
-  HttpServer(ServerConfig config, Registry& registry, Router& router);
+  // semantic: the router behind `model: auto` and POST /v1/route; may be null.
+  HttpServer(ServerConfig config, Registry& registry, Router& router,
+             std::shared_ptr<SemanticRouter> semantic = nullptr);
   ~HttpServer();
 
   // Binds host:port (port 0 picks a free one) and returns the bound port.
@@ -43,6 +51,7 @@ class HttpServer {
   ServerConfig config_;
   Registry& registry_;
   Router& router_;
+  std::shared_ptr<SemanticRouter> semantic_;
   std::unique_ptr<httplib::Server> server_;
 };
 

@@ -1,0 +1,148 @@
+#include "router/semantic_router.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+namespace calm {
+
+const char* similarity_mode_name(SimilarityMode mode) {
+  switch (mode) {
+    case SimilarityMode::kDescription:
+      return "description";
+    case SimilarityMode::kExamples:
+      return "examples";
+    case SimilarityMode::kCombined:
+      return "combined";
+  }
+  return "?";
+}
+
+std::optional<SimilarityMode> parse_similarity_mode(std::string_view name) {
+  for (auto m :
+       {SimilarityMode::kDescription, SimilarityMode::kExamples, SimilarityMode::kCombined}) {
+    if (name == similarity_mode_name(m)) return m;
+  }
+  return std::nullopt;
+}
+
+SemanticRouter::SemanticRouter(std::vector<RouteProfileSpec> profiles,
+                               std::shared_ptr<Embedder> embedder, SemanticRouterSettings settings)
+    : specs_(std::move(profiles)),
+      embedder_(std::move(embedder)),
+      settings_(std::move(settings)),
+      windows_(settings_.window),
+      policy_(settings_.policy) {
+  profiles_.reserve(specs_.size());
+  for (const auto& spec : specs_) {
+    Profile p;
+    p.description = embedder_->embed(spec.description);
+    for (const auto& example : spec.examples) {
+      auto v = embedder_->embed(example);
+      if (std::any_of(v.begin(), v.end(), [](float x) { return x != 0.0f; }))
+        p.examples.push_back(std::move(v));
+    }
+    profiles_.push_back(std::move(p));
+  }
+}
+
+double SemanticRouter::similarity(const std::vector<float>& q, const Profile& p) const {
+  const double by_description = cosine(q, p.description);
+  if (settings_.similarity == SimilarityMode::kDescription || p.examples.empty())
+    return by_description;
+
+  // Mean of the k nearest examples: robust to a model whose examples spread
+  // over several sub-topics, where one centroid would sit between them.
+  std::vector<double> sims;
+  sims.reserve(p.examples.size());
+  for (const auto& e : p.examples) sims.push_back(cosine(q, e));
+  const size_t k = std::min(sims.size(), static_cast<size_t>(std::max(1, settings_.knn)));
+  std::partial_sort(sims.begin(), sims.begin() + static_cast<long>(k), sims.end(),
+                    std::greater<>());
+  double by_examples = 0;
+  for (size_t i = 0; i < k; ++i) by_examples += sims[i];
+  by_examples /= static_cast<double>(k);
+
+  if (settings_.similarity == SimilarityMode::kExamples) return by_examples;
+  return std::max(by_description, by_examples);
+}
+
+Ranking SemanticRouter::rank(const std::string& query,
+                             const std::function<bool(const std::string&)>& loaded) const {
+  Ranking ranking;
+  ranking.query = query;
+  const std::vector<float> q = embedder_->embed(query);
+  ranking.query_known = std::any_of(q.begin(), q.end(), [](float x) { return x != 0.0f; });
+
+  std::vector<std::string> ids;
+  ids.reserve(specs_.size());
+  for (const auto& s : specs_) ids.push_back(s.id);
+  const auto terms = windows_.terms(ids);
+
+  std::vector<CandidateInput> inputs;
+  inputs.reserve(specs_.size());
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    const double sim = ranking.query_known ? similarity(q, profiles_[i]) : 0.0;
+    inputs.push_back({specs_[i].id, sim, terms[i], loaded ? loaded(specs_[i].id) : false});
+  }
+  const PolicySettings settings = policy();
+  ranking.policy = settings.policy;
+  ranking.candidates = rank_candidates(
+      settings, inputs, [this](Metric a, Metric b) { return windows_.spearman(a, b); });
+  return ranking;
+}
+
+void SemanticRouter::set_policy(const PolicySettings& policy) {
+  std::lock_guard lock(policy_mutex_);
+  policy_ = policy;
+}
+
+PolicySettings SemanticRouter::policy() const {
+  std::lock_guard lock(policy_mutex_);
+  return policy_;
+}
+
+std::string SemanticRouter::query_text(const GenerationRequest& request) {
+  if (!request.is_chat()) return *request.prompt;
+  for (auto it = request.messages.rbegin(); it != request.messages.rend(); ++it) {
+    if (it->role == "user") return it->content;
+  }
+  return request.messages.empty() ? "" : request.messages.back().content;
+}
+
+double confidence_from_logprobs(const std::vector<float>& logprobs) {
+  if (logprobs.empty()) return 1.0;
+  double sum = 0;
+  for (float lp : logprobs) sum += lp;
+  return std::exp(sum / static_cast<double>(logprobs.size()));
+}
+
+void AutoRouter::observe(const std::string& model_id, const GenerationResult& result) {
+  if (result.finish_reason == "cancelled") return;  // a client that left says nothing of the model
+  Observation o;
+  o.latency_ms = result.total_ms;
+  o.confidence = confidence_from_logprobs(result.token_logprobs);
+  semantic_->windows().record(model_id, o);
+}
+
+std::optional<RouteDecision> AutoRouter::route(const std::string& requested_model,
+                                               const GenerationRequest& request) {
+  if (requested_model != semantic_->settings().auto_model) {
+    Registry::Entry* entry = registry_.find(requested_model);
+    if (entry == nullptr) return std::nullopt;
+    return RouteDecision{entry, "named in the request"};
+  }
+  const Ranking ranking =
+      semantic_->rank(SemanticRouter::query_text(request), [this](const std::string& id) {
+        const Registry::Entry* e = registry_.find(id);
+        return e != nullptr && e->ready();
+      });
+  if (ranking.candidates.empty()) return std::nullopt;
+  const ScoredCandidate& best = ranking.candidates.front();
+  std::ostringstream reason;
+  reason << policy_name(ranking.policy) << " score " << best.score << " (similarity "
+         << best.similarity << (ranking.query_known ? "" : ", no known word in the query") << ")";
+  return RouteDecision{registry_.find(best.id), reason.str()};
+}
+
+}  // namespace calm
