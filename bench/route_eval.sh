@@ -28,7 +28,7 @@ fleet() {  # $1: with examples (yes/no)
   cat <<YAML
 router:
   embeddings: $glove
-  similarity: $([ "$1" = yes ] && echo combined || echo description)
+  similarity: $([ "$1" = yes ] && echo classifier || echo description)
   policy: pro-confidence
   lambda: 0
 models:
@@ -54,5 +54,7 @@ fleet yes >"$sets/fleet-examples.yaml"
 
 echo "== descriptions only (the paper's way) =="
 build/calm route-eval "$sets/test.jsonl" --config "$sets/fleet-descriptions.yaml" "$@"
-echo "== descriptions + 50 examples per model =="
-build/calm route-eval "$sets/test.jsonl" --config "$sets/fleet-examples.yaml" "$@"
+for mode in examples combined classifier; do
+  echo "== descriptions + 50 examples per model, similarity: $mode =="
+  build/calm route-eval "$sets/test.jsonl" --config "$sets/fleet-examples.yaml" --similarity "$mode" "$@"
+done

@@ -13,6 +13,7 @@ std::shared_ptr<SemanticRouter> make_semantic_router(const FleetConfig& config) 
   settings.window = static_cast<size_t>(rc.window);
   settings.similarity = parse_similarity_mode(rc.similarity).value();
   settings.knn = rc.knn;
+
   settings.policy.policy = parse_policy(rc.policy).value();
   settings.policy.lambda = rc.lambda;
   settings.policy.lambda_cache = rc.lambda_cache;

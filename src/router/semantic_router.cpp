@@ -14,13 +14,15 @@ const char* similarity_mode_name(SimilarityMode mode) {
       return "examples";
     case SimilarityMode::kCombined:
       return "combined";
+    case SimilarityMode::kClassifier:
+      return "classifier";
   }
   return "?";
 }
 
 std::optional<SimilarityMode> parse_similarity_mode(std::string_view name) {
-  for (auto m :
-       {SimilarityMode::kDescription, SimilarityMode::kExamples, SimilarityMode::kCombined}) {
+  for (auto m : {SimilarityMode::kDescription, SimilarityMode::kExamples, SimilarityMode::kCombined,
+                 SimilarityMode::kClassifier}) {
     if (name == similarity_mode_name(m)) return m;
   }
   return std::nullopt;
@@ -44,6 +46,32 @@ SemanticRouter::SemanticRouter(std::vector<RouteProfileSpec> profiles,
     }
     profiles_.push_back(std::move(p));
   }
+  if (settings_.similarity == SimilarityMode::kClassifier) {
+    std::vector<std::vector<float>> samples;
+    std::vector<size_t> labels;
+    size_t classes = 0;
+    for (const auto& p : profiles_) {
+      classifier_label_.push_back(p.examples.empty() ? -1 : static_cast<int>(classes));
+      if (p.examples.empty()) continue;
+      for (const auto& e : p.examples) {
+        samples.push_back(e);
+        labels.push_back(classes);
+      }
+      ++classes;
+    }
+    if (classes >= 2)
+      classifier_ = ExampleClassifier::train(samples, labels, classes, settings_.classifier);
+  }
+}
+
+std::vector<double> SemanticRouter::classifier_similarities(const std::vector<float>& q) const {
+  std::vector<double> out(profiles_.size(), -1.0);
+  if (!classifier_) return out;
+  const std::vector<double> p = classifier_->probabilities(q);
+  for (size_t i = 0; i < profiles_.size(); ++i) {
+    if (classifier_label_[i] >= 0) out[i] = p[static_cast<size_t>(classifier_label_[i])];
+  }
+  return out;
 }
 
 double SemanticRouter::similarity(const std::vector<float>& q, const Profile& p) const {
@@ -79,10 +107,14 @@ Ranking SemanticRouter::rank(const std::string& query,
   for (const auto& s : specs_) ids.push_back(s.id);
   const auto terms = windows_.terms(ids);
 
+  const std::vector<double> by_classifier =
+      ranking.query_known ? classifier_similarities(q) : std::vector<double>(specs_.size(), -1.0);
   std::vector<CandidateInput> inputs;
   inputs.reserve(specs_.size());
   for (size_t i = 0; i < specs_.size(); ++i) {
-    const double sim = ranking.query_known ? similarity(q, profiles_[i]) : 0.0;
+    double sim = 0.0;
+    if (ranking.query_known)
+      sim = by_classifier[i] >= 0 ? by_classifier[i] : similarity(q, profiles_[i]);
     inputs.push_back({specs_[i].id, sim, terms[i], loaded ? loaded(specs_[i].id) : false});
   }
   const PolicySettings settings = policy();

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "router/embedder.h"
+#include "router/example_classifier.h"
 #include "router/qos_window.h"
 #include "router/router.h"
 #include "router/scoring.h"
@@ -38,7 +39,10 @@ struct RouteProfileSpec {
   std::vector<std::string> tags;  // e.g. the domain; route-eval matches on id or tag
 };
 
-enum class SimilarityMode { kDescription, kExamples, kCombined };
+// description: cosine to the description (the paper); examples: mean cosine
+// of the k nearest examples; combined: the larger of the two; classifier: a
+// softmax classifier trained on all models' examples (its probability).
+enum class SimilarityMode { kDescription, kExamples, kCombined, kClassifier };
 const char* similarity_mode_name(SimilarityMode mode);
 std::optional<SimilarityMode> parse_similarity_mode(std::string_view name);
 
@@ -47,6 +51,7 @@ struct SemanticRouterSettings {
   PolicySettings policy;
   size_t window = 100;
   SimilarityMode similarity = SimilarityMode::kCombined;
+  ExampleClassifier::Options classifier;
   int knn = 5;  // nearest examples averaged
 };
 
@@ -84,9 +89,13 @@ class SemanticRouter {
     std::vector<std::vector<float>> examples;
   };
   double similarity(const std::vector<float>& q, const Profile& p) const;
+  // The classifier's probability per profile (-1 for profiles without examples).
+  std::vector<double> classifier_similarities(const std::vector<float>& q) const;
 
   std::vector<RouteProfileSpec> specs_;
-  std::vector<Profile> profiles_;  // same order as specs_
+  std::vector<Profile> profiles_;                // same order as specs_
+  std::optional<ExampleClassifier> classifier_;  // kClassifier only
+  std::vector<int> classifier_label_;            // per profile: its class, or -1
   std::shared_ptr<Embedder> embedder_;
   SemanticRouterSettings settings_;
   QosWindows windows_;
