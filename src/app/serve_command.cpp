@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "app/commands.h"
+#include "app/fleet_reloader.h"
 #include "config/fleet_config.h"
 #include "registry/registry.h"
 #include "router/router.h"
@@ -19,6 +20,7 @@ sigset_t stop_signals() {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   return set;
 }
 
@@ -30,11 +32,20 @@ void block_stop_signals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-void stop_on_signal(HttpServer& server) {
-  std::thread([set = stop_signals(), &server] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    spdlog::info("signal {}: stopping", sig);
+// SIGHUP reloads the fleet file; SIGINT and SIGTERM stop the server.
+void handle_signals(HttpServer& server, FleetReloader& reloader) {
+  std::thread([set = stop_signals(), &server, &reloader] {
+    while (true) {
+      int sig = 0;
+      sigwait(&set, &sig);
+      if (sig != SIGHUP) break;
+      try {
+        reloader.reload();
+      } catch (const std::exception& e) {
+        spdlog::error("reload failed, the fleet is unchanged: {}", e.what());
+      }
+    }
+    spdlog::info("stopping");
     server.stop();
   }).detach();
 }
@@ -75,11 +86,11 @@ Command add_serve_command(CLI::App& app) {
     if (args->port >= 0) config.server.port = args->port;
 
     Registry registry(config);
-    std::shared_ptr<SemanticRouter> semantic;
+    std::shared_ptr<SemanticRouterSlot> semantic;
     std::unique_ptr<Router> router;
     if (config.router) {
       try {
-        semantic = make_semantic_router(config);
+        semantic = std::make_shared<SemanticRouterSlot>(make_semantic_router(config));
       } catch (const std::exception& e) {
         std::cerr << "calm serve: " << config.source << ": router.embeddings: " << e.what() << "\n";
         return 2;
@@ -91,6 +102,8 @@ Command add_serve_command(CLI::App& app) {
       router = std::make_unique<ModelNameRouter>(registry);
     }
     HttpServer server(config.server, registry, *router, semantic);
+    FleetReloader reloader(args->config, registry, semantic);
+    server.set_reload_handler([&reloader] { return reloader.reload(); });
     int port = 0;
     try {
       port = server.bind();
@@ -98,7 +111,7 @@ Command add_serve_command(CLI::App& app) {
       std::cerr << "calm serve: " << e.what() << "\n";
       return 2;
     }
-    stop_on_signal(server);
+    handle_signals(server, reloader);
     registry.load_all();
     // Tests and scripts read this line to learn the port.
     std::cout << "calm: listening on http://" << config.server.host << ":" << port << std::endl;

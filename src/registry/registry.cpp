@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "engines/llama_engine.h"
 #include "engines/remote_engine.h"
 
@@ -34,16 +36,28 @@ std::string Registry::Entry::load_error() const {
   return load_error_;
 }
 
-Registry::Registry(const FleetConfig& config) {
-  for (const auto& model : config.models) {
-    auto entry = std::make_unique<Entry>();
-    entry->config = model;
-    entry->engine = make_engine(model);
-    entries_.push_back(std::move(entry));
-  }
+namespace {
+
+Registry::EntryPtr make_entry(const ModelConfig& model, std::shared_ptr<Engine> engine) {
+  auto entry = std::make_shared<Registry::Entry>();
+  entry->config = model;
+  entry->engine = std::move(engine);
+  return entry;
 }
 
-Registry::Registry(std::vector<std::unique_ptr<Entry>> entries) : entries_(std::move(entries)) {}
+}  // namespace
+
+bool same_engine(const ModelConfig& a, const ModelConfig& b) {
+  return a.id == b.id && a.backend == b.backend && a.gguf_path == b.gguf_path &&
+         a.context == b.context && a.parallel == b.parallel && a.threads == b.threads &&
+         a.batch == b.batch && a.gpu_layers == b.gpu_layers && a.base_url == b.base_url &&
+         a.upstream_model == b.upstream_model && a.api_key == b.api_key &&
+         a.connect_timeout == b.connect_timeout && a.read_timeout == b.read_timeout;
+}
+
+Registry::Registry(const FleetConfig& config) {
+  for (const auto& model : config.models) entries_.push_back(make_entry(model, make_engine(model)));
+}
 
 Registry::~Registry() {
   unload_all();
@@ -65,7 +79,7 @@ void try_load(Engine& engine, std::string& load_error) {
 }  // namespace
 
 void Registry::load_all() {
-  for (auto& entry : entries_) {
+  for (auto& entry : entries()) {
     std::lock_guard lock(entry->mutex_);
     entry->last_try_ = std::chrono::steady_clock::now();
     try_load(*entry->engine, entry->load_error_);
@@ -84,14 +98,59 @@ bool Registry::ensure_ready(Entry& entry) {
 }
 
 void Registry::unload_all() {
-  for (auto& entry : entries_) entry->engine->unload();
+  for (auto& entry : entries()) entry->engine->unload();
 }
 
-Registry::Entry* Registry::find(std::string_view id) const {
+Registry::ReloadReport Registry::apply(const FleetConfig& config) {
+  ReloadReport report;
+  const std::vector<EntryPtr> current = entries();
+  std::vector<EntryPtr> next;
+  for (const auto& model : config.models) {
+    const auto old = std::find_if(current.begin(), current.end(),
+                                  [&](const EntryPtr& e) { return e->config.id == model.id; });
+    if (old != current.end() && same_engine((*old)->config, model)) {
+      EntryPtr entry = make_entry(model, (*old)->engine);
+      {
+        std::lock_guard lock((*old)->mutex_);
+        entry->load_error_ = (*old)->load_error_;
+        entry->last_try_ = (*old)->last_try_;
+      }
+      const bool changed = (*old)->config.description != model.description ||
+                           (*old)->config.examples != model.examples ||
+                           (*old)->config.tags != model.tags;
+      (changed ? report.updated : report.unchanged).push_back(model.id);
+      next.push_back(std::move(entry));
+      continue;
+    }
+    // Loaded before it is listed: the old engine (if any) serves meanwhile.
+    EntryPtr entry = make_entry(model, make_engine(model));
+    entry->last_try_ = std::chrono::steady_clock::now();
+    try_load(*entry->engine, entry->load_error_);
+    (old == current.end() ? report.added : report.replaced).push_back(model.id);
+    next.push_back(std::move(entry));
+  }
+  for (const auto& e : current) {
+    const bool kept = std::any_of(next.begin(), next.end(),
+                                  [&](const EntryPtr& n) { return n->config.id == e->config.id; });
+    if (!kept) report.removed.push_back(e->config.id);
+  }
+  std::unique_lock lock(mutex_);
+  entries_ = std::move(next);
+  // Entries dropped here unload their engines when their last request ends.
+  return report;
+}
+
+Registry::EntryPtr Registry::find(std::string_view id) const {
+  std::shared_lock lock(mutex_);
   for (const auto& entry : entries_) {
-    if (entry->config.id == id) return entry.get();
+    if (entry->config.id == id) return entry;
   }
   return nullptr;
+}
+
+std::vector<Registry::EntryPtr> Registry::entries() const {
+  std::shared_lock lock(mutex_);
+  return entries_;
 }
 
 }  // namespace calm

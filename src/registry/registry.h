@@ -1,14 +1,26 @@
 // The registry: every model of the fleet, its configuration and its engine.
 //
-// Each entry is created from the fleet file at start. load_all() loads each
-// model; a model that fails (a corrupt GGUF, a backend that is down) is kept
-// with its error so requests for it get a clear 503, while the rest of the
-// fleet serves.
+// Each entry is created from the fleet file. load_all() loads each model; a
+// model that fails (a corrupt GGUF, a backend that is down) is kept with its
+// error so requests for it get a clear 503, while the rest of the fleet
+// serves.
+//
+// Reloading the fleet file while serving (apply()) never drops a request in
+// flight: entries are immutable and shared, so a request keeps the entry it
+// was routed to (and so its engine) until it ends.
+//   same engine settings, new description/examples/tags → a new entry that
+//                                                          shares the engine
+//   new model, or changed engine settings              → a new engine, loaded
+//                                                          before it is listed
+//   model gone from the file                           → unlisted; its engine
+//                                                          unloads once its last
+//                                                          request ends
 #pragma once
 
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,7 +34,7 @@ class Registry {
  public:
   struct Entry {
     ModelConfig config;
-    std::unique_ptr<Engine> engine;
+    std::shared_ptr<Engine> engine;
 
     bool ready() const { return engine->loaded(); }
     std::string load_error() const;  // empty when none; thread-safe
@@ -33,17 +45,23 @@ class Registry {
     std::string load_error_;                          // guarded by mutex_
     std::chrono::steady_clock::time_point last_try_;  // guarded by mutex_
   };
+  using EntryPtr = std::shared_ptr<Entry>;
 
   // Creates one engine per model (nothing is loaded yet).
   explicit Registry(const FleetConfig& config);
-  // For tests: entries with engines made elsewhere.
-  explicit Registry(std::vector<std::unique_ptr<Entry>> entries);
   ~Registry();
 
   // Loads every model; failures are logged and remembered, never thrown.
-  // Not thread-safe with itself; call once at start.
+  // Call once at start.
   void load_all();
   void unload_all();
+
+  struct ReloadReport {
+    std::vector<std::string> added, replaced, updated, removed, unchanged;
+  };
+  // Makes the fleet what config says (see the table above). Thread-safe with
+  // find() and entries(); calls of apply() must not overlap.
+  ReloadReport apply(const FleetConfig& config);
 
   // Thread-safe. True when the model can take a request now. A remote model
   // that was down is asked again (at most every retry_interval), so a backend
@@ -53,14 +71,19 @@ class Registry {
   std::chrono::milliseconds retry_interval{2000};
 
   // Thread-safe. nullptr when no model has this id.
-  Entry* find(std::string_view id) const;
-  const std::vector<std::unique_ptr<Entry>>& entries() const { return entries_; }
+  EntryPtr find(std::string_view id) const;
+  // Thread-safe: the fleet now, in fleet-file order.
+  std::vector<EntryPtr> entries() const;
 
  private:
-  std::vector<std::unique_ptr<Entry>> entries_;  // fixed after construction
+  mutable std::shared_mutex mutex_;
+  std::vector<EntryPtr> entries_;  // guarded by mutex_
 };
 
 // Builds the engine a model's configuration asks for.
 std::unique_ptr<Engine> make_engine(const ModelConfig& config);
+
+// Whether two configurations would build the same engine.
+bool same_engine(const ModelConfig& a, const ModelConfig& b);
 
 }  // namespace calm

@@ -15,8 +15,8 @@
 namespace calm {
 
 struct RouteDecision {
-  Registry::Entry* entry = nullptr;  // never null in a returned decision
-  std::string reason;                // one line, for logs and headers
+  Registry::EntryPtr entry;  // never null in a returned decision; keeps the model alive
+  std::string reason;        // one line, for logs and headers
 };
 
 class Router {

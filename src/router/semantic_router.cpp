@@ -29,11 +29,12 @@ std::optional<SimilarityMode> parse_similarity_mode(std::string_view name) {
 }
 
 SemanticRouter::SemanticRouter(std::vector<RouteProfileSpec> profiles,
-                               std::shared_ptr<Embedder> embedder, SemanticRouterSettings settings)
+                               std::shared_ptr<Embedder> embedder, SemanticRouterSettings settings,
+                               std::shared_ptr<QosWindows> windows)
     : specs_(std::move(profiles)),
       embedder_(std::move(embedder)),
       settings_(std::move(settings)),
-      windows_(settings_.window),
+      windows_(windows ? std::move(windows) : std::make_shared<QosWindows>(settings_.window)),
       policy_(settings_.policy) {
   profiles_.reserve(specs_.size());
   for (const auto& spec : specs_) {
@@ -105,7 +106,7 @@ Ranking SemanticRouter::rank(const std::string& query,
   std::vector<std::string> ids;
   ids.reserve(specs_.size());
   for (const auto& s : specs_) ids.push_back(s.id);
-  const auto terms = windows_.terms(ids);
+  const auto terms = windows_->terms(ids);
 
   const std::vector<double> by_classifier =
       ranking.query_known ? classifier_similarities(q) : std::vector<double>(specs_.size(), -1.0);
@@ -120,8 +121,18 @@ Ranking SemanticRouter::rank(const std::string& query,
   const PolicySettings settings = policy();
   ranking.policy = settings.policy;
   ranking.candidates = rank_candidates(
-      settings, inputs, [this](Metric a, Metric b) { return windows_.spearman(a, b); });
+      settings, inputs, [this](Metric a, Metric b) { return windows_->spearman(a, b); });
   return ranking;
+}
+
+std::shared_ptr<SemanticRouter> SemanticRouterSlot::get() const {
+  std::lock_guard lock(mutex_);
+  return router_;
+}
+
+void SemanticRouterSlot::set(std::shared_ptr<SemanticRouter> router) {
+  std::lock_guard lock(mutex_);
+  router_ = std::move(router);
 }
 
 void SemanticRouter::set_policy(const PolicySettings& policy) {
@@ -154,19 +165,20 @@ void AutoRouter::observe(const std::string& model_id, const GenerationResult& re
   Observation o;
   o.latency_ms = result.total_ms;
   o.confidence = confidence_from_logprobs(result.token_logprobs);
-  semantic_->windows().record(model_id, o);
+  slot_->get()->windows().record(model_id, o);
 }
 
 std::optional<RouteDecision> AutoRouter::route(const std::string& requested_model,
                                                const GenerationRequest& request) {
-  if (requested_model != semantic_->settings().auto_model) {
-    Registry::Entry* entry = registry_.find(requested_model);
+  const std::shared_ptr<SemanticRouter> semantic = slot_->get();
+  if (requested_model != semantic->settings().auto_model) {
+    Registry::EntryPtr entry = registry_.find(requested_model);
     if (entry == nullptr) return std::nullopt;
     return RouteDecision{entry, "named in the request"};
   }
   const Ranking ranking =
-      semantic_->rank(SemanticRouter::query_text(request), [this](const std::string& id) {
-        const Registry::Entry* e = registry_.find(id);
+      semantic->rank(SemanticRouter::query_text(request), [this](const std::string& id) {
+        const Registry::EntryPtr e = registry_.find(id);
         return e != nullptr && e->ready();
       });
   if (ranking.candidates.empty()) return std::nullopt;
@@ -174,7 +186,9 @@ std::optional<RouteDecision> AutoRouter::route(const std::string& requested_mode
   std::ostringstream reason;
   reason << policy_name(ranking.policy) << " score " << best.score << " (similarity "
          << best.similarity << (ranking.query_known ? "" : ", no known word in the query") << ")";
-  return RouteDecision{registry_.find(best.id), reason.str()};
+  Registry::EntryPtr entry = registry_.find(best.id);
+  if (entry == nullptr) return std::nullopt;  // removed by a reload a moment ago
+  return RouteDecision{std::move(entry), reason.str()};
 }
 
 }  // namespace calm

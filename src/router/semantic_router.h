@@ -48,6 +48,7 @@ std::optional<SimilarityMode> parse_similarity_mode(std::string_view name);
 
 struct SemanticRouterSettings {
   std::string auto_model = "auto";
+  std::string embeddings_source;  // where the embedder came from (reloads reuse it)
   PolicySettings policy;
   size_t window = 100;
   SimilarityMode similarity = SimilarityMode::kCombined;
@@ -65,8 +66,10 @@ struct Ranking {
 class SemanticRouter {
  public:
   // Embeds every description and example once. Thread-safe afterwards.
+  // windows: the QoS windows to keep (a reload passes the previous router's),
+  // or null for fresh ones.
   SemanticRouter(std::vector<RouteProfileSpec> profiles, std::shared_ptr<Embedder> embedder,
-                 SemanticRouterSettings settings);
+                 SemanticRouterSettings settings, std::shared_ptr<QosWindows> windows = nullptr);
 
   // Thread-safe. `loaded(id)` tells pro-cache which models are resident.
   Ranking rank(const std::string& query,
@@ -76,7 +79,9 @@ class SemanticRouter {
   void set_policy(const PolicySettings& policy);
   PolicySettings policy() const;
 
-  QosWindows& windows() { return windows_; }
+  QosWindows& windows() { return *windows_; }
+  std::shared_ptr<QosWindows> shared_windows() const { return windows_; }
+  std::shared_ptr<Embedder> embedder() const { return embedder_; }
   const SemanticRouterSettings& settings() const { return settings_; }
   const std::vector<RouteProfileSpec>& profiles() const { return specs_; }
 
@@ -98,7 +103,7 @@ class SemanticRouter {
   std::vector<int> classifier_label_;            // per profile: its class, or -1
   std::shared_ptr<Embedder> embedder_;
   SemanticRouterSettings settings_;
-  QosWindows windows_;
+  std::shared_ptr<QosWindows> windows_;
   mutable std::mutex policy_mutex_;
   PolicySettings policy_;  // guarded by policy_mutex_
 };
@@ -108,12 +113,26 @@ class SemanticRouter {
 // [0, 1]. 1 when there is no token (nothing to doubt).
 double confidence_from_logprobs(const std::vector<float>& logprobs);
 
+// The semantic router in use, replaced whole when the fleet file is
+// reloaded. Thread-safe.
+class SemanticRouterSlot {
+ public:
+  explicit SemanticRouterSlot(std::shared_ptr<SemanticRouter> router)
+      : router_(std::move(router)) {}
+  std::shared_ptr<SemanticRouter> get() const;
+  void set(std::shared_ptr<SemanticRouter> router);
+
+ private:
+  mutable std::mutex mutex_;
+  std::shared_ptr<SemanticRouter> router_;  // guarded by mutex_
+};
+
 // The Router seam in front of the registry: "auto" is routed, a real id
 // bypasses, anything else is unknown.
 class AutoRouter : public Router {
  public:
-  AutoRouter(const Registry& registry, std::shared_ptr<SemanticRouter> semantic)
-      : registry_(registry), semantic_(std::move(semantic)) {}
+  AutoRouter(const Registry& registry, std::shared_ptr<SemanticRouterSlot> slot)
+      : registry_(registry), slot_(std::move(slot)) {}
   std::optional<RouteDecision> route(const std::string& requested_model,
                                      const GenerationRequest& request) override;
   // Records latency and confidence in the chosen model's QoS window.
@@ -121,7 +140,7 @@ class AutoRouter : public Router {
 
  private:
   const Registry& registry_;
-  std::shared_ptr<SemanticRouter> semantic_;
+  std::shared_ptr<SemanticRouterSlot> slot_;
 };
 
 }  // namespace calm

@@ -125,6 +125,16 @@ class EventStreamWriter {
   bool started_ = false;
 };
 
+// A routed request needs words to route by.
+void require_query_text(const GenerationRequest& request) {
+  const std::string text = SemanticRouter::query_text(request);
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    throw ApiError::bad_request(
+        "nothing to route by: the last user message (or the prompt) is empty",
+        request.is_chat() ? "messages" : "prompt", "empty_query");
+  }
+}
+
 }  // namespace
 
 nlohmann::json ranking_json(const Ranking& ranking, double decision_ms) {
@@ -151,7 +161,7 @@ nlohmann::json ranking_json(const Ranking& ranking, double decision_ms) {
 }
 
 HttpServer::HttpServer(ServerConfig config, Registry& registry, Router& router,
-                       std::shared_ptr<SemanticRouter> semantic)
+                       std::shared_ptr<SemanticRouterSlot> semantic)
     : config_(std::move(config)),
       registry_(registry),
       router_(router),
@@ -248,12 +258,13 @@ void HttpServer::install_routes() {
   svr.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     json models = json::object();
     size_t ready = 0;
-    for (const auto& entry : registry_.entries()) {
+    const auto entries = registry_.entries();
+    for (const auto& entry : entries) {
       const bool ok = entry->ready();
       ready += ok ? 1 : 0;
       models[entry->config.id] = ok ? "ready" : "unavailable: " + entry->load_error();
     }
-    const bool all = ready == registry_.entries().size();
+    const bool all = ready == entries.size();
     send_json(res, ready == 0 ? 503 : 200,
               {{"status", all ? "ok" : (ready ? "degraded" : "unavailable")}, {"models", models}});
   });
@@ -297,13 +308,18 @@ void HttpServer::install_routes() {
       ApiRequest request =
           endpoint == Endpoint::kChat ? parse_chat_request(body) : parse_completion_request(body);
 
+      const auto semantic = semantic_ ? semantic_->get() : nullptr;
+      if (semantic && request.model == semantic->settings().auto_model) {
+        require_query_text(request.generation);
+      }
       const auto decision = router_.route(request.model, request.generation);
       if (!decision) {
         throw ApiError{
             404, "the model '" + request.model + "' does not exist (GET /v1/models lists them)",
             "invalid_request_error", "model", "model_not_found"};
       }
-      Registry::Entry& entry = *decision->entry;
+      const Registry::EntryPtr held = decision->entry;  // alive until the answer is sent
+      Registry::Entry& entry = *held;
       if (!registry_.ensure_ready(entry)) {
         const std::string why = entry.load_error();
         throw ApiError{
@@ -325,7 +341,7 @@ void HttpServer::install_routes() {
         res.set_chunked_content_provider(
             "text/event-stream",
             EventStreamWriter(endpoint, meta, request.include_usage, stream, observe),
-            [stream](bool /*success*/) { stream->cancel(); });  // no-op once finished
+            [stream, held](bool /*success*/) { stream->cancel(); });  // no-op once finished
         return;
       }
       const GenerationResult result = stream->wait();
@@ -344,7 +360,8 @@ void HttpServer::install_routes() {
   // term, and the final score.
   svr.Post("/v1/route", [this](const httplib::Request& req, httplib::Response& res) {
     try {
-      if (!semantic_) {
+      const auto semantic = semantic_ ? semantic_->get() : nullptr;
+      if (!semantic) {
         throw ApiError{404, "routing is not configured: add a `router:` section to the fleet file",
                        "invalid_request_error", "", "routing_not_configured"};
       }
@@ -355,21 +372,41 @@ void HttpServer::install_routes() {
         throw ApiError::bad_request(std::string("the request body is not valid JSON: ") + e.what());
       }
       if (body.is_object() && !body.contains("model"))
-        body["model"] = semantic_->settings().auto_model;
+        body["model"] = semantic->settings().auto_model;
       const ApiRequest request =
           body.contains("prompt") ? parse_completion_request(body) : parse_chat_request(body);
+      require_query_text(request.generation);
       const auto start = std::chrono::steady_clock::now();
-      const Ranking ranking = semantic_->rank(SemanticRouter::query_text(request.generation),
-                                              [this](const std::string& id) {
-                                                const Registry::Entry* e = registry_.find(id);
-                                                return e != nullptr && e->ready();
-                                              });
+      const Ranking ranking = semantic->rank(SemanticRouter::query_text(request.generation),
+                                             [this](const std::string& id) {
+                                               const Registry::EntryPtr e = registry_.find(id);
+                                               return e != nullptr && e->ready();
+                                             });
       const double decision_ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
               .count();
       send_json(res, 200, ranking_json(ranking, decision_ms));
     } catch (const ApiError& error) {
       send_error(res, error);
+    }
+  });
+
+  svr.Post("/v1/calm/reload", [this](const httplib::Request&, httplib::Response& res) {
+    if (!reload_) {
+      send_error(res, ApiError{404, "reloading is not available", "invalid_request_error", "",
+                               "not_found"});
+      return;
+    }
+    try {
+      send_json(res, 200, reload_());
+    } catch (const ConfigError& e) {
+      send_error(
+          res, ApiError::bad_request(std::string("the fleet file was not applied: ") + e.what(), "",
+                                     "invalid_fleet_file"));
+    } catch (const std::exception& e) {
+      send_error(
+          res, ApiError::bad_request(std::string("the fleet file was not applied: ") + e.what(), "",
+                                     "invalid_fleet_file"));
     }
   });
 

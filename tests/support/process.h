@@ -70,6 +70,8 @@ class ChildProcess {
     pid_ = -1;
   }
 
+  pid_t pid() const { return pid_; }
+
   std::string log() const {
     std::ifstream in(log_path_);
     return std::string((std::istreambuf_iterator<char>(in)), {});
@@ -123,6 +125,8 @@ class CalmServer {
     return c;
   }
   std::string log() const { return process_->log(); }
+  const std::string& config_path() const { return config_path_; }
+  pid_t pid() const { return process_->pid(); }
 
  private:
   std::string config_path_;

@@ -111,7 +111,8 @@ TEST_F(FleetConfigTest, EmptyFleetIsAnError) {
 
 TEST_F(FleetConfigTest, RouterSectionReadsPolicyAndExamples) {
   std::ofstream(dir_ / "emb.bin") << "x";
-  std::ofstream(dir_ / "ex.jsonl") << "{\"query\": \"what is 2+2\", \"domain\": \"maths\"}\nplain line\n\n";
+  std::ofstream(dir_ / "ex.jsonl")
+      << "{\"query\": \"what is 2+2\", \"domain\": \"maths\"}\nplain line\n\n";
   const auto c = parse(R"(
 router:
   embeddings: emb.bin
@@ -130,33 +131,39 @@ models:
   EXPECT_DOUBLE_EQ(c.router->lambda, 0.3);
   EXPECT_TRUE(c.router->correlation_aware);
   EXPECT_EQ(c.router->embeddings, (dir_ / "emb.bin").string());
-  EXPECT_EQ(c.models[0].examples, (std::vector<std::string>{"solve x", "what is 2+2", "plain line"}));
+  EXPECT_EQ(c.models[0].examples,
+            (std::vector<std::string>{"solve x", "what is 2+2", "plain line"}));
   EXPECT_EQ(c.models[0].tags, std::vector<std::string>{"maths"});
 }
 
 TEST_F(FleetConfigTest, RoutedFleetNeedsADescriptionOrExamplesForEveryModel) {
   std::ofstream(dir_ / "emb.bin") << "x";
-  const std::string e = error_of("router:\n  embeddings: emb.bin\nmodels:\n  - id: m\n    gguf: a.gguf\n");
-  EXPECT_NE(e.find("models[0].description: a routed fleet needs a description or examples"), std::string::npos)
+  const std::string e =
+      error_of("router:\n  embeddings: emb.bin\nmodels:\n  - id: m\n    gguf: a.gguf\n");
+  EXPECT_NE(e.find("models[0].description: a routed fleet needs a description or examples"),
+            std::string::npos)
       << e;
 }
 
 TEST_F(FleetConfigTest, MissingEmbeddingsFileIsAnError) {
-  const std::string e =
-      error_of("router:\n  embeddings: none.bin\nmodels:\n  - id: m\n    description: d\n    gguf: a.gguf\n");
+  const std::string e = error_of(
+      "router:\n  embeddings: none.bin\nmodels:\n  - id: m\n    description: d\n    gguf: "
+      "a.gguf\n");
   EXPECT_NE(e.find("router.embeddings: file not found"), std::string::npos) << e;
 }
 
 TEST_F(FleetConfigTest, UnknownPolicyIsAnError) {
   std::ofstream(dir_ / "emb.bin") << "x";
   const std::string e = error_of(
-      "router:\n  embeddings: emb.bin\n  policy: fastest\nmodels:\n  - id: m\n    description: d\n    gguf: a.gguf\n");
+      "router:\n  embeddings: emb.bin\n  policy: fastest\nmodels:\n  - id: m\n    description: d\n "
+      "   gguf: a.gguf\n");
   EXPECT_NE(e.find("router.policy: must be pro-latency"), std::string::npos) << e;
 }
 
 TEST_F(FleetConfigTest, BrokenExamplesFileNamesItsLine) {
   std::ofstream(dir_ / "bad.jsonl") << "{\"query\": \"ok\"}\n{\"text\": 1}\n";
-  const std::string e = error_of("models:\n  - id: m\n    gguf: a.gguf\n    examples_file: bad.jsonl\n");
+  const std::string e =
+      error_of("models:\n  - id: m\n    gguf: a.gguf\n    examples_file: bad.jsonl\n");
   EXPECT_NE(e.find("bad.jsonl:2: expected {\"query\""), std::string::npos) << e;
 }
 

@@ -1,0 +1,35 @@
+#include "app/fleet_reloader.h"
+
+#include <spdlog/spdlog.h>
+
+#include "config/fleet_config.h"
+#include "router/router_factory.h"
+
+namespace calm {
+
+nlohmann::json FleetReloader::reload() {
+  std::lock_guard lock(mutex_);
+  const FleetConfig config = load_fleet_config(path_);
+  // Build the new router before touching the registry, so a bad embeddings
+  // file leaves everything as it was.
+  std::shared_ptr<SemanticRouter> router;
+  if (slot_ && config.router) router = make_semantic_router(config, slot_->get());
+  if (slot_ && !config.router)
+    spdlog::warn("reload: the router section is gone; routing stays on until a restart");
+  if (!slot_ && config.router)
+    spdlog::warn("reload: a router section was added; restart to turn routing on");
+
+  const Registry::ReloadReport report = registry_.apply(config);
+  if (router) slot_->set(router);
+  spdlog::info("reloaded {}: {} added, {} replaced, {} updated, {} removed", path_,
+               report.added.size(), report.replaced.size(), report.updated.size(),
+               report.removed.size());
+  return {{"file", path_},
+          {"added", report.added},
+          {"replaced", report.replaced},
+          {"updated", report.updated},
+          {"removed", report.removed},
+          {"unchanged", report.unchanged}};
+}
+
+}  // namespace calm
