@@ -54,7 +54,7 @@ fleet yes >"$sets/fleet-examples.yaml"
 
 echo "== descriptions only (the paper's way) =="
 build/calm route-eval "$sets/test.jsonl" --config "$sets/fleet-descriptions.yaml" "$@"
-for mode in examples combined classifier; do
+for mode in centroid examples combined classifier; do
   echo "== descriptions + 50 examples per model, similarity: $mode =="
   build/calm route-eval "$sets/test.jsonl" --config "$sets/fleet-examples.yaml" --similarity "$mode" "$@"
 done

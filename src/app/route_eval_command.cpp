@@ -80,7 +80,7 @@ Command add_route_eval_command(CLI::App& app) {
       ->required();
   cmd->add_option("-c,--config", args->config, "Fleet file with a router section")->required();
   cmd->add_option("--similarity", args->similarity, "Override router.similarity")
-      ->check(CLI::IsMember({"description", "examples", "combined", "classifier"}));
+      ->check(CLI::IsMember({"description", "centroid", "examples", "combined", "classifier"}));
   cmd->add_flag("--json", args->json, "Print JSON");
 
   return [args]() -> int {

@@ -228,8 +228,9 @@ RouterConfig parse_router(const YAML::Node& node, const std::string& source,
   }
   router.similarity = fields.string("similarity", router.similarity);
   if (router.similarity != "description" && router.similarity != "examples" &&
-      router.similarity != "combined" && router.similarity != "classifier") {
-    fields.fail("similarity", "must be description, examples, combined or classifier");
+      router.similarity != "combined" && router.similarity != "classifier" &&
+      router.similarity != "centroid") {
+    fields.fail("similarity", "must be description, centroid, examples, combined or classifier");
   }
   router.knn = static_cast<int>(fields.integer("knn", router.knn, 1, 1000));
   router.policy = fields.string("policy", router.policy);

@@ -21,7 +21,7 @@
 //   router:                                 # optional: route `model: auto` by meaning and QoS
 //     auto_model: auto                      # the model name clients send to be routed
 //     embeddings: ~/.cache/calm/embeddings/glove-100d-100000w.bin   # or a GGUF embedding model
-//     similarity: combined                  # description | examples | combined | classifier
+//     similarity: combined                  # description | centroid | examples | combined | classifier
 //     knn: 5                                # nearest examples averaged
 //     policy: pro-confidence                # pro-latency | pro-energy | pro-confidence | pro-cache
 //     lambda: 0.5

@@ -10,6 +10,8 @@ const char* similarity_mode_name(SimilarityMode mode) {
   switch (mode) {
     case SimilarityMode::kDescription:
       return "description";
+    case SimilarityMode::kCentroid:
+      return "centroid";
     case SimilarityMode::kExamples:
       return "examples";
     case SimilarityMode::kCombined:
@@ -21,8 +23,8 @@ const char* similarity_mode_name(SimilarityMode mode) {
 }
 
 std::optional<SimilarityMode> parse_similarity_mode(std::string_view name) {
-  for (auto m : {SimilarityMode::kDescription, SimilarityMode::kExamples, SimilarityMode::kCombined,
-                 SimilarityMode::kClassifier}) {
+  for (auto m : {SimilarityMode::kDescription, SimilarityMode::kCentroid, SimilarityMode::kExamples,
+                 SimilarityMode::kCombined, SimilarityMode::kClassifier}) {
     if (name == similarity_mode_name(m)) return m;
   }
   return std::nullopt;
@@ -44,6 +46,12 @@ SemanticRouter::SemanticRouter(std::vector<RouteProfileSpec> profiles,
       auto v = embedder_->embed(example);
       if (std::any_of(v.begin(), v.end(), [](float x) { return x != 0.0f; }))
         p.examples.push_back(std::move(v));
+    }
+    if (!p.examples.empty()) {
+      p.centroid.assign(p.examples.front().size(), 0.0f);
+      for (const auto& e : p.examples) {
+        for (size_t d = 0; d < e.size(); ++d) p.centroid[d] += e[d];
+      }
     }
     profiles_.push_back(std::move(p));
   }
@@ -79,6 +87,7 @@ double SemanticRouter::similarity(const std::vector<float>& q, const Profile& p)
   const double by_description = cosine(q, p.description);
   if (settings_.similarity == SimilarityMode::kDescription || p.examples.empty())
     return by_description;
+  if (settings_.similarity == SimilarityMode::kCentroid) return cosine(q, p.centroid);
 
   // Mean of the k nearest examples: robust to a model whose examples spread
   // over several sub-topics, where one centroid would sit between them.

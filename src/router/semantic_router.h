@@ -39,10 +39,11 @@ struct RouteProfileSpec {
   std::vector<std::string> tags;  // e.g. the domain; route-eval matches on id or tag
 };
 
-// description: cosine to the description (the paper); examples: mean cosine
-// of the k nearest examples; combined: the larger of the two; classifier: a
+// description: cosine to the description (the paper); centroid: cosine to
+// the mean of the model's examples; examples: mean cosine of the k nearest
+// examples; combined: the larger of description and examples; classifier: a
 // softmax classifier trained on all models' examples (its probability).
-enum class SimilarityMode { kDescription, kExamples, kCombined, kClassifier };
+enum class SimilarityMode { kDescription, kCentroid, kExamples, kCombined, kClassifier };
 const char* similarity_mode_name(SimilarityMode mode);
 std::optional<SimilarityMode> parse_similarity_mode(std::string_view name);
 
@@ -92,6 +93,7 @@ class SemanticRouter {
   struct Profile {
     std::vector<float> description;
     std::vector<std::vector<float>> examples;
+    std::vector<float> centroid;  // mean of the examples (cosine ignores its length)
   };
   double similarity(const std::vector<float>& q, const Profile& p) const;
   // The classifier's probability per profile (-1 for profiles without examples).

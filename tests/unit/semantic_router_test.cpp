@@ -69,6 +69,18 @@ TEST(SemanticRouter, ExamplesRescueAVagueDescription) {
   EXPECT_EQ(by_examples.rank(query, nullptr).candidates.front().id, "medic");
 }
 
+TEST(SemanticRouter, CentroidAndClassifierUseTheExamples) {
+  const std::vector<RouteProfileSpec> fleet = {{"maths", "x", {"algebra equation", "math"}, {}},
+                                               {"medic", "y", {"patient dose", "doctor"}, {}}};
+  for (auto mode : {SimilarityMode::kCentroid, SimilarityMode::kClassifier}) {
+    SemanticRouter router(fleet, embedder(), settings(mode));
+    EXPECT_EQ(router.rank("the doctor and the patient", nullptr).candidates.front().id, "medic")
+        << similarity_mode_name(mode);
+    EXPECT_EQ(router.rank("an equation", nullptr).candidates.front().id, "maths")
+        << similarity_mode_name(mode);
+  }
+}
+
 TEST(SemanticRouter, QueryWithNoKnownWordFallsBackToTheFirstModel) {
   SemanticRouter router({{"first", "math", {}, {}}, {"second", "code", {}, {}}}, embedder(),
                         settings());
