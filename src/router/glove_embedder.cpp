@@ -516,8 +516,7 @@ std::unique_ptr<GloveEmbedder> GloveEmbedder::load(const std::string& path,
                                " bytes, " + sizes);
   }
 
-  std::unique_ptr<GloveEmbedder> e(new GloveEmbedder());
-  e->options_ = options;
+  std::unique_ptr<GloveEmbedder> e(new GloveEmbedder(options));
   e->dimension_ = dim;
   e->words_.reserve(count);
   e->index_.reserve(count);
@@ -710,35 +709,10 @@ std::vector<float> GloveEmbedder::compute(std::string_view text) const {
 }
 
 std::vector<float> GloveEmbedder::embed(std::string_view text) {
-  const bool cacheable =
-      options_.cache_capacity > 0 && text.size() <= options_.max_cached_text_bytes;
-  if (cacheable) {
-    std::lock_guard<std::mutex> lock(cache_mutex_);
-    if (auto it = cache_index_.find(text); it != cache_index_.end()) {
-      cache_.splice(cache_.begin(), cache_, it->second);  // most recently used
-      ++cache_hits_;
-      return it->second->second;
-    }
-    ++cache_misses_;
-  }
-  std::vector<float> v = compute(text);  // outside the lock
-  if (cacheable) {
-    std::lock_guard<std::mutex> lock(cache_mutex_);
-    if (cache_index_.find(text) == cache_index_.end()) {  // another thread may have added it
-      cache_.emplace_front(std::string(text), v);
-      cache_index_.emplace(cache_.front().first, cache_.begin());
-      if (cache_.size() > options_.cache_capacity) {
-        cache_index_.erase(cache_.back().first);
-        cache_.pop_back();
-      }
-    }
-  }
+  if (auto hit = cache_.get(text)) return std::move(*hit);
+  std::vector<float> v = compute(text);  // outside the cache's lock
+  cache_.put(text, v);
   return v;
-}
-
-GloveEmbedder::CacheStats GloveEmbedder::cache_stats() const {
-  std::lock_guard<std::mutex> lock(cache_mutex_);
-  return {cache_hits_, cache_misses_, cache_.size()};
 }
 
 }  // namespace calm

@@ -37,9 +37,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <istream>
-#include <list>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -47,6 +45,7 @@
 #include <vector>
 
 #include "router/embedder.h"
+#include "router/embedding_cache.h"
 
 namespace calm {
 
@@ -99,12 +98,8 @@ class GloveEmbedder : public Embedder {
   // (for explanations and tests).
   std::vector<std::string> tokens(std::string_view text) const;
 
-  struct CacheStats {
-    uint64_t hits = 0;
-    uint64_t misses = 0;
-    size_t entries = 0;
-  };
-  CacheStats cache_stats() const;
+  using CacheStats = EmbeddingCache::Stats;  // hits, misses, entries
+  CacheStats cache_stats() const { return cache_.stats(); }
 
  private:
   struct Hash {
@@ -112,9 +107,9 @@ class GloveEmbedder : public Embedder {
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
   using WordIndex = std::unordered_map<std::string, uint32_t, Hash, std::equal_to<>>;
-  using CacheList = std::list<std::pair<std::string, std::vector<float>>>;
 
-  GloveEmbedder() = default;
+  explicit GloveEmbedder(const Options& options)
+      : options_(options), cache_(options.cache_capacity, options.max_cached_text_bytes) {}
   // Appends the ranks of the vocabulary words the text maps to, in text order.
   void word_ids(std::string_view text, std::vector<uint32_t>& out) const;
   void chunk_ids(std::string_view chunk, std::vector<uint32_t>& out) const;
@@ -128,12 +123,7 @@ class GloveEmbedder : public Embedder {
   std::vector<float> vectors_;      // words_.size() x dimension_
   std::vector<float> weights_;      // SIF weight by rank
   Options options_;
-
-  mutable std::mutex cache_mutex_;
-  CacheList cache_;  // most recently used first
-  std::unordered_map<std::string_view, CacheList::iterator> cache_index_;  // keys view cache_
-  uint64_t cache_hits_ = 0;
-  uint64_t cache_misses_ = 0;
+  EmbeddingCache cache_;
 };
 
 }  // namespace calm

@@ -57,9 +57,6 @@ const char* pooling_name(int type) {
   }
 }
 
-// Longer texts are embedded but not cached (bounds the cache's memory).
-constexpr size_t kMaxCachedTextBytes = 4096;
-
 struct BatchGuard {
   llama_batch batch;
   ~BatchGuard() { llama_batch_free(batch); }
@@ -88,9 +85,8 @@ std::unique_ptr<LlamaEmbedder> LlamaEmbedder::load(const std::string& gguf_path,
   take_llama_errors();
 
   // Freed by ~LlamaEmbedder when a later step throws.
-  std::unique_ptr<LlamaEmbedder> e(new LlamaEmbedder());
+  std::unique_ptr<LlamaEmbedder> e(new LlamaEmbedder(options));
   e->path_ = gguf_path;
-  e->options_ = options;
 
   llama_model_params mparams = llama_model_default_params();
   e->model_ = llama_model_load_from_file(gguf_path.c_str(), mparams);
@@ -237,34 +233,10 @@ std::vector<float> LlamaEmbedder::compute(std::string_view text) {
 
 std::vector<float> LlamaEmbedder::embed(std::string_view text) {
   if (blank(text)) return std::vector<float>(dimension_, 0.0f);
-  const bool cacheable = options_.cache_capacity > 0 && text.size() <= kMaxCachedTextBytes;
-  if (cacheable) {
-    std::lock_guard<std::mutex> lock(cache_mutex_);
-    if (auto it = cache_index_.find(text); it != cache_index_.end()) {
-      cache_.splice(cache_.begin(), cache_, it->second);  // most recently used
-      ++cache_hits_;
-      return it->second->second;
-    }
-    ++cache_misses_;
-  }
-  std::vector<float> v = compute(text);  // outside the cache lock
-  if (cacheable) {
-    std::lock_guard<std::mutex> lock(cache_mutex_);
-    if (cache_index_.find(text) == cache_index_.end()) {  // another thread may have added it
-      cache_.emplace_front(std::string(text), v);
-      cache_index_.emplace(cache_.front().first, cache_.begin());
-      if (cache_.size() > options_.cache_capacity) {
-        cache_index_.erase(cache_.back().first);
-        cache_.pop_back();
-      }
-    }
-  }
+  if (auto hit = cache_.get(text)) return std::move(*hit);
+  std::vector<float> v = compute(text);  // outside the cache's lock
+  cache_.put(text, v);
   return v;
-}
-
-LlamaEmbedder::CacheStats LlamaEmbedder::cache_stats() const {
-  std::lock_guard<std::mutex> lock(cache_mutex_);
-  return {cache_hits_, cache_misses_, cache_.size()};
 }
 
 }  // namespace calm

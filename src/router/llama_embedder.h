@@ -30,16 +30,14 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
-#include <utility>
 #include <vector>
 
 #include "router/embedder.h"
+#include "router/embedding_cache.h"
 
 struct llama_model;
 struct llama_context;
@@ -78,17 +76,15 @@ class LlamaEmbedder : public Embedder {
   int context_size() const { return context_; }
   const std::string& path() const { return path_; }
 
-  struct CacheStats {
-    uint64_t hits = 0;
-    uint64_t misses = 0;
-    size_t entries = 0;
-  };
-  CacheStats cache_stats() const;
+  using CacheStats = EmbeddingCache::Stats;  // hits, misses, entries
+  CacheStats cache_stats() const { return cache_.stats(); }
 
  private:
-  using CacheList = std::list<std::pair<std::string, std::vector<float>>>;
+  // Longer texts are embedded but not cached (bounds the cache's memory).
+  static constexpr size_t kMaxCachedTextBytes = 4096;
 
-  LlamaEmbedder() = default;
+  explicit LlamaEmbedder(const Options& options)
+      : options_(options), cache_(options.cache_capacity, kMaxCachedTextBytes) {}
   std::vector<float> compute(std::string_view text);  // takes model_mutex_
 
   std::string path_;
@@ -103,11 +99,7 @@ class LlamaEmbedder : public Embedder {
   llama_model* model_ = nullptr;
   llama_context* ctx_ = nullptr;
 
-  mutable std::mutex cache_mutex_;
-  CacheList cache_;  // most recently used first
-  std::unordered_map<std::string_view, CacheList::iterator> cache_index_;  // keys view cache_
-  uint64_t cache_hits_ = 0;
-  uint64_t cache_misses_ = 0;
+  EmbeddingCache cache_;
 };
 
 }  // namespace calm

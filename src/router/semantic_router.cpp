@@ -190,14 +190,17 @@ std::optional<RouteDecision> AutoRouter::route(const std::string& requested_mode
         const Registry::EntryPtr e = registry_.find(id);
         return e != nullptr && e->ready();
       });
-  if (ranking.candidates.empty()) return std::nullopt;
-  const ScoredCandidate& best = ranking.candidates.front();
-  std::ostringstream reason;
-  reason << policy_name(ranking.policy) << " score " << best.score << " (similarity "
-         << best.similarity << (ranking.query_known ? "" : ", no known word in the query") << ")";
-  Registry::EntryPtr entry = registry_.find(best.id);
-  if (entry == nullptr) return std::nullopt;  // removed by a reload a moment ago
-  return RouteDecision{std::move(entry), reason.str()};
+  // The best candidate still in the registry: during a reload the router
+  // can briefly know a model that the registry has just dropped.
+  for (const ScoredCandidate& best : ranking.candidates) {
+    Registry::EntryPtr entry = registry_.find(best.id);
+    if (entry == nullptr) continue;
+    std::ostringstream reason;
+    reason << policy_name(ranking.policy) << " score " << best.score << " (similarity "
+           << best.similarity << (ranking.query_known ? "" : ", no known word in the query") << ")";
+    return RouteDecision{std::move(entry), reason.str()};
+  }
+  return std::nullopt;
 }
 
 }  // namespace calm

@@ -1,50 +1,24 @@
 #include "router/glove_embedder.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "support/helpers.h"
 
 namespace calm {
 namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh directory under the system temp dir, removed with its contents.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "calm-glove-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using namespace testing;  // TempDir, read_bytes, write_bytes, norm, all_zero
 
 // Unit vector along axis i of a dim-dimensional space.
 std::vector<float> axis(size_t dim, size_t i) {
@@ -87,19 +61,6 @@ class GloveEmbedderTest : public ::testing::Test {
   TempDir dir_;
   std::string path_;
 };
-
-double norm(const std::vector<float>& v) {
-  double s = 0;
-  for (float x : v) s += double(x) * x;
-  return std::sqrt(s);
-}
-
-bool all_zero(const std::vector<float>& v) {
-  for (float x : v) {
-    if (x != 0.0f) return false;
-  }
-  return true;
-}
 
 // Expects load() to throw a message that names the file and holds `reason`.
 void expect_load_error(const std::string& path, const std::string& reason) {

@@ -4,50 +4,20 @@
 #include "router/llama_embedder.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "support/helpers.h"
 #include "support/test_env.h"
 
 namespace calm {
 namespace {
 
-namespace fs = std::filesystem;
-
-// A fresh directory under the system temp dir, removed with its contents.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "calm-llama-embedder-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using namespace testing;  // TempDir, read_bytes, write_bytes, norm, all_zero
 
 std::string tiny_model() {
   return testing::test_model("tiny-chatml.gguf");
@@ -59,19 +29,6 @@ LlamaEmbedder::Options options(size_t cache_capacity = 4096, int context = 512) 
   o.context = context;
   o.cache_capacity = cache_capacity;
   return o;
-}
-
-double norm(const std::vector<float>& v) {
-  double s = 0;
-  for (float x : v) s += double(x) * x;
-  return std::sqrt(s);
-}
-
-bool all_zero(const std::vector<float>& v) {
-  for (float x : v) {
-    if (x != 0.0f) return false;
-  }
-  return true;
 }
 
 // Runs f and returns the message of the std::runtime_error it throws ("" if none).
