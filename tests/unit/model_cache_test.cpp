@@ -1,0 +1,225 @@
+// ModelCache with loaders that stand in for engines (test doubles): the
+// invariants of the resident set under a byte budget.
+#include "cache/model_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <random>
+#include <thread>
+
+namespace calm {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Tracks what is "really" resident, as an engine's RSS would.
+struct FakeMemory {
+  std::mutex mutex;
+  std::map<std::string, uint64_t> actual;  // what each load really takes
+  std::map<std::string, uint64_t> resident;
+  uint64_t peak = 0;
+  std::atomic<int> loads{0};
+  std::chrono::milliseconds load_time{0};
+  std::function<void(const std::string&)> before_load;
+
+  uint64_t used() {
+    uint64_t u = 0;
+    for (auto& [id, b] : resident) u += b;
+    return u;
+  }
+  ModelCache::Loader loader() {
+    return [this](const std::string& id) {
+      if (before_load) before_load(id);
+      std::this_thread::sleep_for(load_time);
+      std::lock_guard lock(mutex);
+      ++loads;
+      resident[id] = actual.count(id) ? actual[id] : 100;
+      peak = std::max(peak, used());
+      return resident[id];
+    };
+  }
+  ModelCache::Unloader unloader() {
+    return [this](const std::string& id) {
+      std::lock_guard lock(mutex);
+      resident.erase(id);
+    };
+  }
+};
+
+ModelCache make_cache(FakeMemory& memory, uint64_t budget,
+                      std::vector<ModelCache::ModelSpec> models,
+                      const std::string& eviction = "lru", size_t max_resident = 0) {
+  return ModelCache({budget, max_resident, eviction}, std::move(models), memory.loader(),
+                    memory.unloader());
+}
+
+TEST(ModelCache, BusyModelIsNeverEvicted) {
+  FakeMemory memory;
+  auto cache = make_cache(memory, 150, {{"a", 100}, {"b", 100}});
+  auto lease_a = cache.acquire("a", 1s);
+  EXPECT_THROW(cache.acquire("b", 50ms), CacheError);  // a is busy: no room for b
+  EXPECT_EQ(memory.resident.count("a"), 1u);
+  lease_a = ModelCache::Lease();  // release a
+  auto lease_b = cache.acquire("b", 1s);
+  EXPECT_EQ(memory.resident.count("a"), 0u);
+  EXPECT_EQ(memory.resident.count("b"), 1u);
+}
+
+TEST(ModelCache, WaitingAcquireProceedsOnceTheBusyModelIsReleased) {
+  FakeMemory memory;
+  auto cache = make_cache(memory, 150, {{"a", 100}, {"b", 100}});
+  auto lease_a = std::make_unique<ModelCache::Lease>(cache.acquire("a", 1s));
+  auto waiter = std::async(std::launch::async, [&] { return cache.acquire("b", 5s).id(); });
+  std::this_thread::sleep_for(50ms);
+  lease_a.reset();
+  EXPECT_EQ(waiter.get(), "b");
+}
+
+TEST(ModelCache, LoadsOfOneModelAreCoalesced) {
+  FakeMemory memory;
+  memory.load_time = 100ms;
+  auto cache = make_cache(memory, 1000, {{"a", 100}});
+  std::vector<std::future<bool>> waiters;
+  for (int i = 0; i < 8; ++i) {
+    waiters.push_back(
+        std::async(std::launch::async, [&] { return cache.acquire("a", 5s).id() == "a"; }));
+  }
+  for (auto& w : waiters) EXPECT_TRUE(w.get());
+  EXPECT_EQ(memory.loads.load(), 1);
+  const auto stats = cache.stats();
+  EXPECT_EQ(stats.models[0].loads, 1u);
+  EXPECT_EQ(stats.models[0].hits + stats.models[0].misses, 8u);
+}
+
+TEST(ModelCache, BudgetIsNeverExceededMeasured) {
+  FakeMemory memory;
+  memory.actual = {{"a", 90}, {"b", 120}, {"c", 60}, {"d", 150}, {"e", 40}};
+  auto cache =
+      make_cache(memory, 300, {{"a", 90}, {"b", 120}, {"c", 60}, {"d", 150}, {"e", 40}}, "gdsf");
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      const char* ids[] = {"a", "b", "c", "d", "e"};
+      for (int i = 0; i < 200; ++i) {
+        try {
+          auto lease = cache.acquire(ids[rng() % 5], 2s);
+          std::this_thread::sleep_for(std::chrono::microseconds(rng() % 300));
+        } catch (const CacheError&) {
+          // no room while all others are busy: allowed, never over budget
+        }
+      }
+    });
+  }
+  for (auto& c : clients) c.join();
+  EXPECT_LE(memory.peak, 300u);  // what the loads really held
+  EXPECT_LE(cache.stats().peak_used_bytes, 300u);
+}
+
+TEST(ModelCache, FailedLoadErrorsEveryWaiterAndDoesNotPoisonTheCache) {
+  FakeMemory memory;
+  memory.load_time = 100ms;
+  std::atomic<bool> fail{true};
+  memory.before_load = [&](const std::string&) {
+    if (fail) throw std::runtime_error("corrupt GGUF");
+  };
+  auto cache = make_cache(memory, 1000, {{"a", 100}});
+  std::vector<std::future<std::string>> waiters;
+  for (int i = 0; i < 4; ++i) {
+    waiters.push_back(std::async(std::launch::async, [&] {
+      try {
+        cache.acquire("a", 5s);
+        return std::string("loaded");
+      } catch (const CacheError& e) {
+        return std::string(e.what());
+      }
+    }));
+    std::this_thread::sleep_for(5ms);
+  }
+  for (auto& w : waiters) EXPECT_NE(w.get().find("corrupt GGUF"), std::string::npos);
+  EXPECT_EQ(cache.stats().models[0].state, "unloaded");
+  fail = false;
+  EXPECT_EQ(cache.acquire("a", 1s).id(), "a");  // the next acquire loads it
+}
+
+TEST(ModelCache, ModelLargerThanTheBudgetIsAClearError) {
+  FakeMemory memory;
+  try {
+    make_cache(memory, 100, {{"huge", 500}});
+    FAIL() << "accepted a model larger than the budget";
+  } catch (const CacheError& e) {
+    EXPECT_NE(std::string(e.what()).find("'huge'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ModelCache, PinnedModelIsNeverEvicted) {
+  FakeMemory memory;
+  auto cache = make_cache(memory, 250, {{"pinned", 100, true}, {"a", 100}, {"b", 100}});
+  cache.acquire("pinned", 1s);
+  cache.acquire("a", 1s);
+  cache.acquire("b", 1s);  // must evict a, not the pinned one
+  EXPECT_EQ(memory.resident.count("pinned"), 1u);
+  EXPECT_EQ(memory.resident.count("a"), 0u);
+}
+
+TEST(ModelCache, MeasuredSizeReplacesTheEstimate) {
+  FakeMemory memory;
+  memory.actual = {{"a", 80}};
+  auto cache = make_cache(memory, 200, {{"a", 10}});
+  cache.acquire("a", 1s);
+  EXPECT_EQ(cache.stats().models[0].bytes, 80u);
+}
+
+TEST(ModelCache, LoadThatMeasuresOverTheBudgetIsUndoneWithAClearError) {
+  FakeMemory memory;
+  memory.actual = {{"a", 100}, {"b", 180}};
+  auto cache = make_cache(memory, 200, {{"a", 100}, {"b", 50}});
+  auto busy = cache.acquire("a", 1s);
+  try {
+    cache.acquire("b", 1s);
+    FAIL() << "b was kept over the budget";
+  } catch (const CacheError& e) {
+    EXPECT_NE(std::string(e.what()).find("does not fit"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(memory.resident.count("b"), 0u);
+  EXPECT_LE(cache.stats().used_bytes, 200u);
+}
+
+TEST(ModelCache, MaxResidentCountIsRespected) {
+  FakeMemory memory;
+  auto cache =
+      make_cache(memory, 10000, {{"a", 10}, {"b", 10}, {"c", 10}}, "lru", /*max_resident=*/2);
+  cache.acquire("a", 1s);
+  cache.acquire("b", 1s);
+  cache.acquire("c", 1s);
+  EXPECT_EQ(memory.resident.size(), 2u);
+  EXPECT_EQ(memory.resident.count("a"), 0u);  // least recently used
+}
+
+TEST(ModelCache, HitsMissesLoadsAndEvictionsAreCounted) {
+  FakeMemory memory;
+  auto cache = make_cache(memory, 150, {{"a", 100}, {"b", 100}});
+  EXPECT_FALSE(cache.acquire("a", 1s).was_hit());
+  EXPECT_TRUE(cache.acquire("a", 1s).was_hit());
+  cache.acquire("b", 1s);
+  const auto stats = cache.stats();
+  const auto& a = stats.models[0];
+  EXPECT_EQ(a.misses, 1u);
+  EXPECT_EQ(a.hits, 1u);
+  EXPECT_EQ(a.loads, 1u);
+  EXPECT_EQ(a.evictions, 1u);
+  EXPECT_EQ(a.state, "unloaded");
+}
+
+TEST(ModelCache, UnknownModelAndPolicyAreClearErrors) {
+  FakeMemory memory;
+  auto cache = make_cache(memory, 100, {{"a", 10}});
+  EXPECT_THROW(cache.acquire("zzz", 1s), CacheError);
+  EXPECT_THROW(make_cache(memory, 100, {{"a", 10}}, "random"), CacheError);
+  EXPECT_THROW(make_cache(memory, 0, {{"a", 10}}), CacheError);
+}
+
+}  // namespace
+}  // namespace calm
