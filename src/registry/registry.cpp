@@ -148,6 +148,11 @@ Registry::EntryPtr Registry::find(std::string_view id) const {
   return nullptr;
 }
 
+bool Registry::is_ready(std::string_view id) const {
+  const EntryPtr entry = find(id);
+  return entry != nullptr && entry->ready();
+}
+
 std::vector<Registry::EntryPtr> Registry::entries() const {
   std::shared_lock lock(mutex_);
   return entries_;

@@ -72,6 +72,8 @@ class Registry {
 
   // Thread-safe. nullptr when no model has this id.
   EntryPtr find(std::string_view id) const;
+  // Thread-safe. Whether a model of this id is listed and loaded (pro-cache asks).
+  bool is_ready(std::string_view id) const;
   // Thread-safe: the fleet now, in fleet-file order.
   std::vector<EntryPtr> entries() const;
 

@@ -186,10 +186,8 @@ std::optional<RouteDecision> AutoRouter::route(const std::string& requested_mode
     return RouteDecision{entry, "named in the request"};
   }
   const Ranking ranking =
-      semantic->rank(SemanticRouter::query_text(request), [this](const std::string& id) {
-        const Registry::EntryPtr e = registry_.find(id);
-        return e != nullptr && e->ready();
-      });
+      semantic->rank(SemanticRouter::query_text(request),
+                     [this](const std::string& id) { return registry_.is_ready(id); });
   // The best candidate still in the registry: during a reload the router
   // can briefly know a model that the registry has just dropped.
   for (const ScoredCandidate& best : ranking.candidates) {

@@ -125,6 +125,14 @@ class EventStreamWriter {
   bool started_ = false;
 };
 
+json parse_json_body(const std::string& text) {
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw ApiError::bad_request(std::string("the request body is not valid JSON: ") + e.what());
+  }
+}
+
 // A routed request needs words to route by.
 void require_query_text(const GenerationRequest& request) {
   const std::string text = SemanticRouter::query_text(request);
@@ -299,12 +307,7 @@ void HttpServer::install_routes() {
 
   auto generate = [this](Endpoint endpoint, const httplib::Request& req, httplib::Response& res) {
     try {
-      json body;
-      try {
-        body = json::parse(req.body);
-      } catch (const json::parse_error& e) {
-        throw ApiError::bad_request(std::string("the request body is not valid JSON: ") + e.what());
-      }
+      json body = parse_json_body(req.body);
       ApiRequest request =
           endpoint == Endpoint::kChat ? parse_chat_request(body) : parse_completion_request(body);
 
@@ -365,23 +368,16 @@ void HttpServer::install_routes() {
         throw ApiError{404, "routing is not configured: add a `router:` section to the fleet file",
                        "invalid_request_error", "", "routing_not_configured"};
       }
-      json body;
-      try {
-        body = json::parse(req.body);
-      } catch (const json::parse_error& e) {
-        throw ApiError::bad_request(std::string("the request body is not valid JSON: ") + e.what());
-      }
+      json body = parse_json_body(req.body);
       if (body.is_object() && !body.contains("model"))
         body["model"] = semantic->settings().auto_model;
       const ApiRequest request =
           body.contains("prompt") ? parse_completion_request(body) : parse_chat_request(body);
       require_query_text(request.generation);
       const auto start = std::chrono::steady_clock::now();
-      const Ranking ranking = semantic->rank(SemanticRouter::query_text(request.generation),
-                                             [this](const std::string& id) {
-                                               const Registry::EntryPtr e = registry_.find(id);
-                                               return e != nullptr && e->ready();
-                                             });
+      const Ranking ranking =
+          semantic->rank(SemanticRouter::query_text(request.generation),
+                         [this](const std::string& id) { return registry_.is_ready(id); });
       const double decision_ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
               .count();
