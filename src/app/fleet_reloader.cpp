@@ -7,6 +7,14 @@
 
 namespace calm {
 
+std::vector<Scheduler::ModelSlots> scheduler_slots(const FleetConfig& config) {
+  std::vector<Scheduler::ModelSlots> slots;
+  for (const auto& m : config.models) {
+    if (m.is_local()) slots.push_back({m.id, m.parallel, m.max_in_flight});
+  }
+  return slots;
+}
+
 nlohmann::json FleetReloader::reload() {
   std::lock_guard lock(mutex_);
   const FleetConfig config = load_fleet_config(path_);
@@ -20,6 +28,8 @@ nlohmann::json FleetReloader::reload() {
     spdlog::warn("reload: a router section was added; restart to turn routing on");
 
   const Registry::ReloadReport report = registry_.apply(config);
+  resident_.apply(config, report);
+  scheduler_.update_models(scheduler_slots(config));
   if (router) slot_->set(router);
   spdlog::info("reloaded {}: {} added, {} replaced, {} updated, {} removed", path_,
                report.added.size(), report.replaced.size(), report.updated.size(),

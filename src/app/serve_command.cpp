@@ -86,6 +86,18 @@ Command add_serve_command(CLI::App& app) {
     if (args->port >= 0) config.server.port = args->port;
 
     Registry registry(config);
+    std::unique_ptr<ResidentSet> resident;
+    try {
+      resident = std::make_unique<ResidentSet>(config, registry);
+    } catch (const ConfigError& e) {
+      std::cerr << "calm serve: " << e.what() << "\n";
+      return 2;
+    }
+    Scheduler scheduler({.policy = config.scheduler.policy,
+                         .max_wait = config.scheduler.max_wait,
+                         .max_queue = config.scheduler.max_queue,
+                         .queue_timeout = config.scheduler.queue_timeout},
+                        resident->cache(), scheduler_slots(config));
     std::shared_ptr<SemanticRouterSlot> semantic;
     std::unique_ptr<Router> router;
     if (config.router) {
@@ -101,8 +113,8 @@ Command add_serve_command(CLI::App& app) {
     } else {
       router = std::make_unique<ModelNameRouter>(registry);
     }
-    HttpServer server(config.server, registry, *router, semantic);
-    FleetReloader reloader(args->config, registry, semantic);
+    HttpServer server(config.server, {registry, *router, *resident, scheduler, semantic});
+    FleetReloader reloader(args->config, registry, *resident, scheduler, semantic);
     server.set_reload_handler([&reloader] { return reloader.reload(); });
     int port = 0;
     try {
@@ -113,6 +125,10 @@ Command add_serve_command(CLI::App& app) {
     }
     handle_signals(server, reloader);
     registry.load_all();
+    resident->preload();
+    const auto budget = resident->cache().stats().budget_bytes;
+    spdlog::info("model cache: {:.1f} MiB budget, {} eviction; scheduler: {}", budget / 1048576.0,
+                 config.cache.eviction, config.scheduler.policy);
     // Tests and scripts read this line to learn the port.
     std::cout << "calm: listening on http://" << config.server.host << ":" << port << std::endl;
     server.run();

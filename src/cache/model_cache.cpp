@@ -1,6 +1,8 @@
 #include "cache/model_cache.h"
 
 #include <algorithm>
+#include <cassert>
+#include <set>
 #include <utility>
 
 namespace calm {
@@ -36,21 +38,58 @@ ModelCache::ModelCache(Options options, std::vector<ModelSpec> models, Loader lo
       policy_(make_eviction_policy(options_.eviction)) {
   if (!policy_) throw CacheError("unknown eviction policy '" + options_.eviction + "'");
   if (options_.budget_bytes == 0) throw CacheError("the memory budget must be more than 0 bytes");
-  for (auto& spec : models) {
+  update_models(std::move(models), {});
+}
+
+ModelCache::~ModelCache() = default;
+
+void ModelCache::update_models(std::vector<ModelSpec> models,
+                               const std::vector<std::string>& reset) {
+  for (const auto& spec : models) {
     if (spec.estimated_bytes > options_.budget_bytes) {
       throw CacheError("model '" + spec.id + "' needs about " + mib(spec.estimated_bytes) +
                        ", more than the whole budget of " + mib(options_.budget_bytes));
     }
-    Model m;
-    m.bytes = spec.estimated_bytes;
-    m.stats.id = spec.id;
-    m.stats.pinned = spec.pinned;
-    m.spec = std::move(spec);
-    models_.emplace(m.spec.id, std::move(m));
   }
+  {
+    // In place, never rebuilt: a thread in the middle of a swap holds a
+    // reference to its model's record.
+    std::lock_guard lock(mutex_);
+    std::set<std::string> listed;
+    for (auto& spec : models) {
+      listed.insert(spec.id);
+      auto [it, added] = models_.try_emplace(spec.id);
+      Model& m = it->second;
+      const bool reset_it = std::find(reset.begin(), reset.end(), spec.id) != reset.end();
+      if (added || (reset_it && m.state != State::kLoading && m.state != State::kUnloading)) {
+        if (m.state == State::kResident) policy_->on_evict(spec.id);
+        m.state = State::kUnloaded;
+        m.bytes = spec.estimated_bytes;
+      }
+      m.retired = false;
+      m.stats.id = spec.id;
+      m.stats.pinned = spec.pinned;
+      m.stats.estimated_bytes = spec.estimated_bytes;
+      m.spec = std::move(spec);
+    }
+    // Gone from the fleet: forgotten now, or once its swap and requests end.
+    for (auto it = models_.begin(); it != models_.end();) {
+      Model& m = it->second;
+      if (listed.contains(it->first)) {
+        ++it;
+      } else if (m.state == State::kLoading || m.state == State::kUnloading || m.in_flight > 0) {
+        m.retired = true;
+        m.spec.pinned = false;
+        ++it;
+      } else {
+        if (m.state == State::kResident) policy_->on_evict(it->first);
+        it = models_.erase(it);
+      }
+    }
+    ++change_count_;
+  }
+  changed_.notify_all();
 }
-
-ModelCache::~ModelCache() = default;
 
 uint64_t ModelCache::used_locked() const {
   uint64_t used = 0;
@@ -58,6 +97,17 @@ uint64_t ModelCache::used_locked() const {
     if (m.state != State::kUnloaded) used += m.bytes;
   }
   return used;
+}
+
+uint64_t ModelCache::held_locked() const {
+  uint64_t held = 0;
+  for (const auto& [id, m] : models_) {
+    if (m.state == State::kResident || m.state == State::kUnloading ||
+        (m.state == State::kLoading && m.load_started)) {
+      held += m.bytes;
+    }
+  }
+  return held;
 }
 
 std::vector<ResidentModel> ModelCache::residents_locked() const {
@@ -77,140 +127,279 @@ std::vector<ResidentModel> ModelCache::residents_locked() const {
   return out;
 }
 
-void ModelCache::evict_locked(std::unique_lock<std::mutex>& lock, const std::string& id) {
+std::optional<std::vector<std::string>> ModelCache::room_for_locked(const std::string& id) const {
+  const Model& m = models_.at(id);
+  size_t resident_count = 0;
+  for (const auto& [other, o] : models_) resident_count += o.state != State::kUnloaded ? 1 : 0;
+  const bool fits = used_locked() + m.bytes <= options_.budget_bytes &&
+                    (options_.max_resident == 0 || resident_count + 1 <= options_.max_resident);
+  if (fits) return std::vector<std::string>{};
+  // The policy's bookkeeping is only read here: choose_victims is const in effect.
+  return policy_->choose_victims(residents_locked(), m.bytes, options_.budget_bytes,
+                                 options_.max_resident);
+}
+
+bool ModelCache::can_acquire_now(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  const auto it = models_.find(id);
+  if (it == models_.end()) return false;
+  switch (it->second.state) {
+    case State::kResident:
+    case State::kLoading:
+      return true;
+    case State::kUnloading:
+      return false;
+    case State::kUnloaded:
+      return room_for_locked(id).has_value();
+  }
+  return false;
+}
+
+bool ModelCache::resident_or_loading(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  const auto it = models_.find(id);
+  return it != models_.end() &&
+         (it->second.state == State::kResident || it->second.state == State::kLoading);
+}
+
+std::optional<ModelCache::Lease> ModelCache::try_acquire(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  const auto it = models_.find(id);
+  if (it == models_.end()) throw CacheError("unknown model '" + id + "'");
+  Model& m = it->second;
+  switch (m.state) {
+    case State::kResident:
+      m.in_flight++;
+      m.stats.hits++;
+      policy_->on_access(id);
+      return Lease(this, id, true, m.load_generation, {}, false);
+    case State::kLoading:
+      m.in_flight++;
+      m.stats.misses++;
+      return Lease(this, id, false, m.load_generation, {}, false);
+    case State::kUnloading:
+      return std::nullopt;
+    case State::kUnloaded:
+      break;
+  }
+  auto victims = room_for_locked(id);
+  if (!victims) return std::nullopt;
+  // Reserve the swap: nobody else can take this room or start on a victim.
+  for (const auto& v : *victims) models_.at(v).state = State::kUnloading;
+  m.state = State::kLoading;
+  m.load_started = false;
+  ++m.load_generation;
+  m.in_flight++;
+  m.stats.misses++;
+  return Lease(this, id, false, m.load_generation, std::move(*victims), true);
+}
+
+std::optional<ModelCache::Lease> ModelCache::try_prefetch(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  const auto it = models_.find(id);
+  if (it == models_.end() || it->second.state != State::kUnloaded) return std::nullopt;
+  const auto victims = room_for_locked(id);
+  if (!victims || !victims->empty()) return std::nullopt;  // never evict for a guess
+  Model& m = it->second;
+  m.state = State::kLoading;
+  m.load_started = false;
+  ++m.load_generation;
+  m.in_flight++;
+  m.stats.prefetches++;
+  return Lease(this, id, false, m.load_generation, {}, true);
+}
+
+std::vector<std::string> ModelCache::unload_idle(std::chrono::milliseconds idle) {
+  std::vector<std::string> unloaded;
+  std::unique_lock lock(mutex_);
+  const auto now = Clock::now();
+  std::vector<std::string> candidates;
+  for (const auto& [id, m] : models_) {
+    if (m.state == State::kResident && !m.spec.pinned && m.in_flight == 0 &&
+        now - m.last_used >= idle) {
+      candidates.push_back(id);
+    }
+  }
+  for (const auto& id : candidates) {
+    const auto it = models_.find(id);  // the lock was released by earlier unloads
+    if (it == models_.end() || it->second.state != State::kResident || it->second.in_flight > 0) {
+      continue;
+    }
+    evict_now_locked(lock, id);
+    it->second.stats.evictions--;  // counted apart
+    it->second.stats.idle_unloads++;
+    unloaded.push_back(id);
+  }
+  ++change_count_;
+  lock.unlock();
+  if (!unloaded.empty()) {
+    changed_.notify_all();
+    notify_change();
+  }
+  return unloaded;
+}
+
+void ModelCache::evict_now_locked(std::unique_lock<std::mutex>& lock, const std::string& id) {
   Model& m = models_.at(id);
   m.state = State::kUnloading;
-  m.stats.evictions++;
-  policy_->on_evict(id);
   lock.unlock();
   unloader_(id);
   lock.lock();
   m.state = State::kUnloaded;
-  changed_.notify_all();
+  m.stats.evictions++;
+  policy_->on_evict(id);
 }
 
-bool ModelCache::make_room_locked(std::unique_lock<std::mutex>& lock, const std::string& for_id,
-                                  uint64_t need) {
-  std::vector<ResidentModel> residents = residents_locked();
-  size_t max_resident = options_.max_resident;
-  for (auto& r : residents) {
-    if (r.id != for_id) continue;
-    r.pinned = true;   // already charged (a measured load that overshot): keep it
-    max_resident = 0;  // and it already counts towards the limit
+void ModelCache::run_swap(Lease& lease) {
+  const std::string& id = lease.id_;
+  for (const auto& victim : lease.victims_) {
+    unloader_(victim);
+    std::lock_guard lock(mutex_);
+    Model& v = models_.at(victim);
+    v.state = State::kUnloaded;
+    v.stats.evictions++;
+    policy_->on_evict(victim);
+    if (v.retired && v.in_flight == 0) models_.erase(victim);
+    ++change_count_;
   }
-  const auto victims =
-      policy_->choose_victims(residents, need, options_.budget_bytes, max_resident);
-  if (!victims) return false;
-  for (const auto& v : *victims) evict_locked(lock, v);
-  return true;
-}
+  lease.victims_.clear();
+  {
+    std::lock_guard lock(mutex_);
+    models_.at(id).load_started = true;
+    peak_held_ = std::max(peak_held_, held_locked());
+  }
 
-ModelCache::Lease ModelCache::acquire(const std::string& id, std::chrono::milliseconds wait_limit) {
-  const auto deadline = Clock::now() + wait_limit;
+  const auto start = Clock::now();
+  uint64_t measured = 0;
+  std::string error;
+  try {
+    measured = loader_(id);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  const double load_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+
   std::unique_lock lock(mutex_);
-  const auto it = models_.find(id);
-  if (it == models_.end()) throw CacheError("unknown model '" + id + "'");
-  Model& m = it->second;
-  const bool hit = m.state == State::kResident;
-  uint64_t waited_for_load = 0;  // the load generation this call waited on
-
-  auto wait_or_throw = [&](const std::string& why) {
-    if (changed_.wait_until(lock, deadline) == std::cv_status::timeout) {
-      throw CacheError("model '" + id + "': " + why + " after waiting " +
-                       std::to_string(wait_limit.count()) + " ms");
-    }
-  };
-
-  while (true) {
-    switch (m.state) {
-      case State::kResident: {
-        m.in_flight++;
-        (hit ? m.stats.hits : m.stats.misses)++;
-        policy_->on_access(id);
-        return Lease(this, id, hit);
-      }
-      case State::kLoading:
-        waited_for_load = m.load_generation;
-        wait_or_throw("still loading");
-        continue;
-      case State::kUnloading:
-        wait_or_throw("still unloading");
-        continue;
-      case State::kUnloaded:
-        break;
-    }
-    // A load this call waited on failed: every waiter gets its error.
-    if (waited_for_load != 0 && waited_for_load == m.load_generation && !m.last_error.empty()) {
-      throw CacheError(m.last_error);
-    }
-    const uint64_t need = m.bytes;
-    size_t resident_count = 0;
-    for (const auto& [other, o] : models_) resident_count += o.state != State::kUnloaded ? 1 : 0;
-    const bool fits = used_locked() + need <= options_.budget_bytes &&
-                      (options_.max_resident == 0 || resident_count + 1 <= options_.max_resident);
-    if (!fits) {
-      if (!make_room_locked(lock, id, need)) {
-        wait_or_throw("no room: it needs " + mib(need) + " of a " + mib(options_.budget_bytes) +
-                      " budget and every other resident model is busy or pinned");
-      }
-      continue;  // the lock may have been released: look again
-    }
-
-    // Load, charging the estimate meanwhile; others wait on this one load.
-    m.state = State::kLoading;
-    ++m.load_generation;
-    m.last_error.clear();
-    peak_used_ = std::max(peak_used_, used_locked());
-    lock.unlock();
-    const auto start = Clock::now();
-    uint64_t measured = 0;
-    std::string error;
-    try {
-      measured = loader_(id);
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-    const double load_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-    lock.lock();
-    if (!error.empty()) {
-      m.state = State::kUnloaded;
-      m.last_error = "model '" + id + "' failed to load: " + error;
-      m.stats.load_failures++;
-      changed_.notify_all();
-      throw CacheError(m.last_error);
-    }
+  Model& m = models_.at(id);
+  m.load_started = false;
+  if (error.empty()) {
     m.bytes = measured > 0 ? measured : m.bytes;  // the measurement replaces the estimate
     m.state = State::kResident;
     m.stats.loads++;
     m.stats.last_load_ms = load_ms;
+    m.stats.total_load_ms += load_ms;
+    m.last_used = Clock::now();
     policy_->on_load(id, m.bytes, load_ms);
-    if (used_locked() > options_.budget_bytes && !make_room_locked(lock, id, 0)) {
-      // It measured bigger than estimated and nothing idle can make room.
-      const std::string why = "model '" + id + "' took " + mib(m.bytes) +
-                              " when loaded, which does not fit the " + mib(options_.budget_bytes) +
-                              " budget beside the busy and pinned models";
-      evict_locked(lock, id);
-      m.stats.evictions--;  // not an eviction: a load that did not fit
-      m.last_error = why;
-      throw CacheError(why);
+    policy_->on_access(id);
+    if (used_locked() > options_.budget_bytes) {
+      // It measured bigger than estimated: evict idle models to get back
+      // under the budget, or undo the load.
+      auto residents = residents_locked();
+      for (auto& r : residents) r.pinned = r.pinned || r.id == id;
+      const auto victims = policy_->choose_victims(residents, 0, options_.budget_bytes, 0);
+      if (victims) {
+        for (const auto& v : *victims) evict_now_locked(lock, v);
+      } else {
+        error = "model '" + id + "' took " + mib(m.bytes) +
+                " when loaded, which does not fit the " + mib(options_.budget_bytes) +
+                " budget beside the busy and pinned models";
+        evict_now_locked(lock, id);
+        m.stats.evictions--;  // not an eviction: a load that did not fit
+      }
     }
-    peak_used_ = std::max(peak_used_, used_locked());
-    changed_.notify_all();
+  } else {
+    error = "model '" + id + "' failed to load: " + error;
+    m.state = State::kUnloaded;
+  }
+  if (!error.empty()) {
+    m.stats.load_failures++;
+    m.stats.last_error = error;
+    m.failed_generation = lease.generation_;
+  }
+  peak_held_ = std::max(peak_held_, held_locked());
+  ++change_count_;
+  lock.unlock();
+  changed_.notify_all();
+  notify_change();
+  if (!error.empty()) throw CacheError(error);
+}
+
+void ModelCache::wait_for_load(const Lease& lease) {
+  std::unique_lock lock(mutex_);
+  const Model& m = models_.at(lease.id_);
+  changed_.wait(
+      lock, [&] { return m.load_generation != lease.generation_ || m.state != State::kLoading; });
+  if (m.failed_generation == lease.generation_) throw CacheError(m.stats.last_error);
+  // The lease kept the model busy, so a successful load cannot have been
+  // evicted since.
+  assert(m.state == State::kResident);
+}
+
+void ModelCache::Lease::wait() {
+  if (!cache_ || hit_) return;
+  if (owns_load_) {
+    owns_load_ = false;
+    cache_->run_swap(*this);
+  } else {
+    cache_->wait_for_load(*this);
+  }
+}
+
+ModelCache::Lease ModelCache::acquire(const std::string& id, std::chrono::milliseconds wait_limit) {
+  const auto deadline = Clock::now() + wait_limit;
+  while (true) {
+    uint64_t seen;
+    {
+      std::lock_guard lock(mutex_);
+      seen = change_count_;
+    }
+    if (auto lease = try_acquire(id)) {
+      lease->wait();
+      return std::move(*lease);
+    }
+    std::unique_lock lock(mutex_);
+    if (!changed_.wait_until(lock, deadline, [&] { return change_count_ != seen; })) {
+      const Model& m = models_.at(id);
+      throw CacheError("model '" + id + "': no room after waiting " +
+                       std::to_string(wait_limit.count()) + " ms: it needs " + mib(m.bytes) +
+                       " of a " + mib(options_.budget_bytes) +
+                       " budget and every other resident model is busy or pinned");
+    }
   }
 }
 
 void ModelCache::release(const std::string& id) {
-  std::lock_guard lock(mutex_);
-  models_.at(id).in_flight--;
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = models_.find(id);
+    if (it != models_.end()) {
+      Model& m = it->second;
+      m.in_flight--;
+      m.last_used = Clock::now();
+      const bool mid_swap = m.state == State::kLoading || m.state == State::kUnloading;
+      if (m.retired && m.in_flight == 0 && !mid_swap) {
+        if (m.state == State::kResident) policy_->on_evict(id);
+        models_.erase(it);
+      }
+    }
+    ++change_count_;
+  }
   changed_.notify_all();
+  notify_change();
+}
+
+void ModelCache::notify_change() {
+  if (on_change_) on_change_();
 }
 
 ModelCache::Stats ModelCache::stats() const {
   std::lock_guard lock(mutex_);
   Stats s;
   s.budget_bytes = options_.budget_bytes;
+  s.max_resident = options_.max_resident;
+  s.eviction = options_.eviction;
   s.used_bytes = used_locked();
-  s.peak_used_bytes = peak_used_;
+  s.peak_used_bytes = peak_held_;
   for (const auto& [id, m] : models_) {
     ModelStats ms = m.stats;
     ms.state = state_name(m.state);
@@ -222,20 +411,38 @@ ModelCache::Stats ModelCache::stats() const {
 }
 
 ModelCache::Lease::Lease(Lease&& other) noexcept
-    : cache_(std::exchange(other.cache_, nullptr)), id_(std::move(other.id_)), hit_(other.hit_) {}
+    : cache_(std::exchange(other.cache_, nullptr)),
+      id_(std::move(other.id_)),
+      hit_(other.hit_),
+      generation_(other.generation_),
+      victims_(std::move(other.victims_)),
+      owns_load_(std::exchange(other.owns_load_, false)) {}
 
 ModelCache::Lease& ModelCache::Lease::operator=(Lease&& other) noexcept {
   if (this != &other) {
-    if (cache_) cache_->release(id_);
+    Lease old(std::move(*this));
     cache_ = std::exchange(other.cache_, nullptr);
     id_ = std::move(other.id_);
     hit_ = other.hit_;
+    generation_ = other.generation_;
+    victims_ = std::move(other.victims_);
+    owns_load_ = std::exchange(other.owns_load_, false);
   }
   return *this;
 }
 
 ModelCache::Lease::~Lease() {
-  if (cache_) cache_->release(id_);
+  if (!cache_) return;
+  // A reserved swap must happen even if nobody waited for it, or the model
+  // would stay "loading" and its victims "unloading" for ever.
+  if (owns_load_) {
+    try {
+      wait();
+    } catch (const CacheError&) {
+      // the error was recorded for the model; nobody is left to tell
+    }
+  }
+  cache_->release(id_);
 }
 
 }  // namespace calm

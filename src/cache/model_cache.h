@@ -2,26 +2,37 @@
 //
 // Per model:
 //
-//   [unloaded] ──acquire──► [loading] ──loaded──► [resident] ──evict──► [unloading] ──► [unloaded]
+//   [unloaded] ──reserve──► [loading] ──loaded──► [resident] ──evict──► [unloading] ──► [unloaded]
 //       ▲                       │                    │  ▲
-//       └──── load failed ◄─────┘        acquire/release (in_flight)
+//       └──── load failed ◄─────┘        reserve/release (in_flight)
 //
-// - acquire(id) returns a Lease once the model is resident; while any lease
-//   is held the model is busy and is never evicted. Concurrent acquires of a
-//   model that is loading wait for that one load (loads are coalesced).
-// - Room is made by the eviction policy (eviction_policy.h) among resident,
-//   unpinned, idle models. When every candidate is busy, acquire waits for a
-//   release, up to its wait limit, and then fails with a clear error.
-// - A model is charged its estimated bytes while it loads and its measured
-//   bytes once loaded (the loader returns what loading really took); the
-//   measurement replaces the estimate for the next load. If the measurement
-//   overshoots, idle models are evicted to get back under the budget, and if
-//   that is impossible the model is unloaded again and the acquire fails: the
-//   budget is never exceeded once a load has settled.
-// - A load that fails wakes every waiter with the error and leaves the model
-//   unloaded: the next acquire tries again.
+// Two steps, so that a scheduler can decide without blocking:
+// - try_acquire(id) never blocks on a load. It returns a Lease when the model
+//   is resident, is loading (the lease joins that load), or can be made to fit
+//   now: then it picks the victims (eviction_policy.h) among resident, unpinned,
+//   idle models, marks them unloading and the model loading, all at once under
+//   the lock, so no other caller can take that room or start work on a victim.
+//   It returns std::nullopt when no room can be made now (every candidate is
+//   busy or pinned, or the model is still unloading).
+// - Lease::wait() does the slow part outside the lock: the lease that reserved
+//   the load unloads the victims, then loads the model; leases that joined it
+//   wait for that one load (loads are coalesced). A failed load throws its error
+//   from every waiting lease and leaves the model unloaded: the next
+//   try_acquire tries again.
+// While any lease is held the model is busy and is never evicted.
 //
-// Thread-safe. Loader and unloader run without the cache's lock held.
+// Memory: a model is charged its estimated bytes from the moment it is
+// reserved and its measured bytes once loaded (the loader returns what loading
+// really took); the measurement replaces the estimate for the next load.
+// Victims are unloaded before the load starts, so what is really held never
+// exceeds the budget even while a swap is in progress. If the measurement
+// overshoots, idle models are evicted to get back under the budget, and if
+// that is impossible the model is unloaded again and its leases fail: the
+// budget is never exceeded once a load has settled.
+//
+// Thread-safe. Loader, unloader and the change callback run without the
+// cache's lock held; the callback must not destroy a Lease under a lock that
+// try_acquire is called under.
 #pragma once
 
 #include <chrono>
@@ -57,7 +68,8 @@ class ModelCache {
     uint64_t estimated_bytes = 0;
     bool pinned = false;
   };
-  // Loads a model and returns the bytes it really took; throws to fail.
+  // Loads a model and returns the bytes it really took (0: unknown, keep the
+  // estimate); throws to fail.
   using Loader = std::function<uint64_t(const std::string& id)>;
   using Unloader = std::function<void(const std::string& id)>;
 
@@ -66,8 +78,12 @@ class ModelCache {
   ModelCache(Options options, std::vector<ModelSpec> models, Loader loader, Unloader unloader);
   ~ModelCache();
 
-  // Marks one request in flight on a resident model; releasing it (the
-  // destructor) lets the model be evicted again.
+  // Called (without the cache's lock) whenever room or residency may have
+  // changed: a lease released, a load settled, a victim unloaded. Set before use.
+  void set_on_change(std::function<void()> on_change) { on_change_ = std::move(on_change); }
+
+  // One request in flight on a model. Releasing it (the destructor) lets the
+  // model be evicted again. Not thread-safe itself: one owner.
   class Lease {
    public:
     Lease() = default;
@@ -76,34 +92,72 @@ class ModelCache {
     ~Lease();
     const std::string& id() const { return id_; }
     bool was_hit() const { return hit_; }  // resident when asked
+    // Blocks until the model is resident: performs the reserved swap (unload
+    // victims, load) if this lease reserved it, else waits for the load it
+    // joined. Returns at once for a hit. Throws CacheError if the load failed.
+    void wait();
 
    private:
     friend class ModelCache;
-    Lease(ModelCache* cache, std::string id, bool hit)
-        : cache_(cache), id_(std::move(id)), hit_(hit) {}
+    Lease(ModelCache* cache, std::string id, bool hit, uint64_t generation,
+          std::vector<std::string> victims, bool owns_load)
+        : cache_(cache),
+          id_(std::move(id)),
+          hit_(hit),
+          generation_(generation),
+          victims_(std::move(victims)),
+          owns_load_(owns_load) {}
     ModelCache* cache_ = nullptr;
     std::string id_;
     bool hit_ = false;
+    uint64_t generation_ = 0;  // of the load this lease waits on
+    std::vector<std::string> victims_;
+    bool owns_load_ = false;
   };
 
-  // Blocks until the model is resident (loading it, evicting others) or
-  // wait_limit passes. Throws CacheError: unknown model, load failure, or no
-  // room within wait_limit because every other model is busy or pinned.
+  // Never blocks on a load (see the top). Throws CacheError for an unknown model.
+  std::optional<Lease> try_acquire(const std::string& id);
+  // A load ahead of demand: reserves a load only if the model is unloaded and
+  // fits without evicting anything; counts as neither hit nor miss. The
+  // caller waits on the lease (on its own thread) and drops it.
+  std::optional<Lease> try_prefetch(const std::string& id);
+  // Unloads resident, unpinned models with no request in flight that have not
+  // been used for `idle`. Returns their ids. Thread-safe; blocks on unloads.
+  std::vector<std::string> unload_idle(std::chrono::milliseconds idle);
+  // Whether try_acquire(id) would succeed now, without reserving anything.
+  bool can_acquire_now(const std::string& id) const;
+  // Whether the model is resident or loading (work for it needs no new swap).
+  bool resident_or_loading(const std::string& id) const;
+
+  // try_acquire, waiting up to wait_limit for room, then Lease::wait(). Throws
+  // CacheError: unknown model, load failure, or no room within wait_limit.
   Lease acquire(const std::string& id, std::chrono::milliseconds wait_limit);
+
+  // Makes the model set what `models` says, for a fleet reload. New ids are
+  // added unloaded. Ids in `reset` (their engine was replaced) start again as
+  // unloaded with the new estimate; the old engine's memory is freed by its
+  // owner when its last request ends and is not charged meanwhile. Ids no
+  // longer listed are forgotten (the owner unloads their engines).
+  void update_models(std::vector<ModelSpec> models, const std::vector<std::string>& reset);
 
   struct ModelStats {
     std::string id;
     std::string state;   // "unloaded", "loading", "resident", "unloading"
     uint64_t bytes = 0;  // measured if it was ever loaded, else the estimate
+    uint64_t estimated_bytes = 0;
     int in_flight = 0;
     bool pinned = false;
     uint64_t hits = 0, misses = 0, loads = 0, evictions = 0, load_failures = 0;
-    double last_load_ms = 0;
+    uint64_t prefetches = 0, idle_unloads = 0;
+    double last_load_ms = 0, total_load_ms = 0;
+    std::string last_error;  // of the last failed load
   };
   struct Stats {
     uint64_t budget_bytes = 0;
+    size_t max_resident = 0;
+    std::string eviction;
     uint64_t used_bytes = 0;       // charged now (resident, loading, unloading)
-    uint64_t peak_used_bytes = 0;  // highest settled charge seen
+    uint64_t peak_used_bytes = 0;  // highest charge really held (swaps settle first)
     std::vector<ModelStats> models;
   };
   Stats stats() const;
@@ -115,28 +169,36 @@ class ModelCache {
     State state = State::kUnloaded;
     uint64_t bytes = 0;  // current charge basis: estimate until measured
     int in_flight = 0;
-    std::string last_error;  // of the last failed load
+    bool load_started = false;  // victims gone, loader running: really held
     uint64_t load_generation = 0;
+    uint64_t failed_generation = 0;  // the last load generation that failed
+    bool retired = false;            // gone from the fleet mid-swap: forgotten once idle
+    std::chrono::steady_clock::time_point last_used;  // last release or load
     ModelStats stats;
   };
 
   void release(const std::string& id);
+  void run_swap(Lease& lease);
+  void wait_for_load(const Lease& lease);
+  // Room for `id` now: the victims to evict (possibly none), or nullopt.
+  std::optional<std::vector<std::string>> room_for_locked(const std::string& id) const;
   uint64_t used_locked() const;
+  uint64_t held_locked() const;  // what is really in memory now
   std::vector<ResidentModel> residents_locked() const;
-  // Evicts victims (unlocks around the unloader); false when no room can be made now.
-  bool make_room_locked(std::unique_lock<std::mutex>& lock, const std::string& for_id,
-                        uint64_t need);
-  void evict_locked(std::unique_lock<std::mutex>& lock, const std::string& id);
+  void evict_now_locked(std::unique_lock<std::mutex>& lock, const std::string& id);
+  void notify_change();
   static const char* state_name(State state);
 
   const Options options_;
   const Loader loader_;
   const Unloader unloader_;
+  std::function<void()> on_change_;
   mutable std::mutex mutex_;
   std::condition_variable changed_;
+  uint64_t change_count_ = 0;               // guarded by mutex_
   std::map<std::string, Model> models_;     // guarded by mutex_
   std::unique_ptr<EvictionPolicy> policy_;  // guarded by mutex_
-  uint64_t peak_used_ = 0;                  // guarded by mutex_
+  uint64_t peak_held_ = 0;                  // guarded by mutex_
 };
 
 }  // namespace calm

@@ -2,12 +2,16 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+
+#include "cache/eviction_policy.h"
+#include "scheduler/queue_policy.h"
 
 namespace calm {
 namespace {
@@ -203,6 +207,10 @@ ModelConfig parse_model(const YAML::Node& node, const std::string& source, size_
   model.threads = static_cast<int>(fields.integer("threads", model.threads, 0, 1024));
   model.batch = static_cast<int>(fields.integer("batch", model.batch, 1, 1 << 16));
   model.gpu_layers = static_cast<int>(fields.integer("gpu_layers", model.gpu_layers, -1, 100000));
+  model.pinned = fields.boolean("pinned", model.pinned);
+  if (fields.has("preload")) model.preload = fields.boolean("preload", false);
+  model.max_in_flight =
+      static_cast<int>(fields.integer("max_in_flight", model.max_in_flight, 0, 1 << 20));
   fields.reject_unknown();
   return model;
 }
@@ -246,7 +254,83 @@ RouterConfig parse_router(const YAML::Node& node, const std::string& source,
   return router;
 }
 
+// A name that must be one of `names`, e.g. a policy.
+std::string one_of(Fields& fields, const std::string& key, const std::string& fallback,
+                   const std::vector<std::string>& names) {
+  const std::string value = fields.string(key, fallback);
+  if (std::find(names.begin(), names.end(), value) == names.end()) {
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    fields.fail(key, "must be one of " + list + ", got '" + value + "'");
+  }
+  return value;
+}
+
+CacheConfig parse_cache(const YAML::Node& node, const std::string& source) {
+  CacheConfig cache;
+  if (!node.IsDefined() || node.IsNull()) return cache;
+  Fields fields(node, source, "cache");
+  if (fields.has("budget")) {
+    const YAML::Node value = fields.get("budget");
+    const auto bytes = value.IsScalar() ? parse_byte_size(value.Scalar()) : std::nullopt;
+    if (!bytes || *bytes == 0) {
+      fields.fail("budget", "expected a size such as 2GiB, 512MiB or a number of bytes");
+    }
+    cache.budget_bytes = *bytes;
+  }
+  cache.max_resident = static_cast<size_t>(fields.integer("max_resident", 0, 0, 1 << 20));
+  cache.eviction = one_of(fields, "eviction", cache.eviction, eviction_policy_names());
+  if (fields.has("idle_unload_s")) {
+    cache.idle_unload = seconds_field(fields, "idle_unload_s", cache.idle_unload);
+  }
+  cache.prefetch = fields.boolean("prefetch", cache.prefetch);
+  fields.reject_unknown();
+  return cache;
+}
+
+SchedulerConfig parse_scheduler(const YAML::Node& node, const std::string& source) {
+  SchedulerConfig scheduler;
+  if (!node.IsDefined() || node.IsNull()) return scheduler;
+  Fields fields(node, source, "scheduler");
+  scheduler.policy = one_of(fields, "policy", scheduler.policy, queue_policy_names());
+  scheduler.max_wait = std::chrono::milliseconds(
+      fields.integer("max_wait_ms", scheduler.max_wait.count(), 0, 86'400'000));
+  scheduler.max_queue = static_cast<size_t>(
+      fields.integer("max_queue", static_cast<long long>(scheduler.max_queue), 1, 1 << 24));
+  scheduler.queue_timeout = seconds_field(fields, "queue_timeout_s", scheduler.queue_timeout);
+  fields.reject_unknown();
+  return scheduler;
+}
+
 }  // namespace
+
+std::optional<uint64_t> parse_byte_size(const std::string& text) {
+  size_t end = 0;
+  double number = 0;
+  try {
+    number = std::stod(text, &end);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  std::string unit = text.substr(end);
+  unit.erase(0, unit.find_first_not_of(' '));
+  static const std::vector<std::pair<std::string, double>> units{
+      {"", 1},
+      {"B", 1},
+      {"KiB", 1024.0},
+      {"MiB", 1024.0 * 1024},
+      {"GiB", 1024.0 * 1024 * 1024},
+      {"KB", 1e3},
+      {"MB", 1e6},
+      {"GB", 1e9},
+      {"TiB", 1024.0 * 1024 * 1024 * 1024}};
+  for (const auto& [name, scale] : units) {
+    if (unit == name && number >= 0 && number * scale < 1.8e19) {
+      return static_cast<uint64_t>(number * scale);
+    }
+  }
+  return std::nullopt;
+}
 
 std::string default_embeddings_path() {
   const char* cache = std::getenv("CALM_CACHE");
@@ -293,6 +377,8 @@ FleetConfig parse_fleet_config(const std::string& yaml_text, const std::string& 
       }
     }
   }
+  config.cache = parse_cache(top.get("cache"), source);
+  config.scheduler = parse_scheduler(top.get("scheduler"), source);
   top.reject_unknown();
   return config;
 }

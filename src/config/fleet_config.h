@@ -21,13 +21,25 @@
 //   router:                                 # optional: route `model: auto` by meaning and QoS
 //     auto_model: auto                      # the model name clients send to be routed
 //     embeddings: ~/.cache/calm/embeddings/glove-100d-100000w.bin   # or a GGUF embedding model
-//     similarity: combined                  # description | centroid | examples | combined | classifier
-//     knn: 5                                # nearest examples averaged
-//     policy: pro-confidence                # pro-latency | pro-energy | pro-confidence | pro-cache
-//     lambda: 0.5
-//     lambda_cache: 0.2
-//     correlation_aware: false
-//     window: 100                           # observations per model in the QoS windows
+//     similarity: combined                  # description | centroid | examples | combined |
+//     classifier knn: 5                                # nearest examples averaged policy:
+//     pro-confidence                # pro-latency | pro-energy | pro-confidence | pro-cache lambda:
+//     0.5 lambda_cache: 0.2 correlation_aware: false window: 100                           #
+//     observations per model in the QoS windows
+//   cache:                                  # optional: keep models resident within a budget
+//     budget: 2GiB                          # bytes of memory for models (B, KiB, MiB, GiB, KB, MB,
+//     GB) max_resident: 0                       # also bound the count; 0 = no count limit
+//     eviction: gdsf                        # lru | lfu | gdsf (cost-aware)
+//     idle_unload_s: 0                      # unload a model idle this long; 0 = never
+//     prefetch: false                       # load the model the recent trace predicts next, if it
+//     fits
+//   scheduler:                              # optional: the global queue in front of local models
+//     policy: swap-aware                    # fifo | stcf | swap-aware
+//     max_wait_ms: 5000                     # swap-aware: no request waits longer to be preferred
+//     max_queue: 1024                       # more queued requests get 503 with Retry-After
+//     queue_timeout_s: 300                  # a request not started by then gets 503
+//   (per model: `pinned: true` is never evicted, `preload: true` loads at start,
+//    `max_in_flight: N` answers 429 beyond N queued + running requests)
 //
 // Every error names the file, the line and the field, e.g.
 //   fleet.yaml:7: models[0].gguf: file not found: /abs/path/tiny.gguf
@@ -57,12 +69,15 @@ struct ModelConfig {
   Backend backend = Backend::kLlama;
 
   // kLlama
-  std::string gguf_path;  // absolute after loading
-  int context = 2048;     // tokens per slot
-  int parallel = 1;       // slots decoded together
-  int threads = 0;        // 0: all cores
-  int batch = 512;        // tokens per llama_decode call while reading prompts
-  int gpu_layers = -1;    // layers offloaded when a GPU backend exists; -1 all
+  std::string gguf_path;        // absolute after loading
+  int context = 2048;           // tokens per slot
+  int parallel = 1;             // slots decoded together
+  int threads = 0;              // 0: all cores
+  int batch = 512;              // tokens per llama_decode call while reading prompts
+  int gpu_layers = -1;          // layers offloaded when a GPU backend exists; -1 all
+  bool pinned = false;          // never evicted from the cache
+  std::optional<bool> preload;  // load at start; unset: yes unless cache.budget is set
+  int max_in_flight = 0;        // queued + running; more get 429; 0: no limit
 
   // kRemote
   std::string base_url;
@@ -93,12 +108,32 @@ struct RouterConfig {
   int window = 100;
 };
 
+struct CacheConfig {
+  uint64_t budget_bytes = 0;  // 0: no budget given (every model fits)
+  size_t max_resident = 0;    // 0: no count limit
+  std::string eviction = "lru";
+  std::chrono::milliseconds idle_unload{0};  // 0: never
+  bool prefetch = false;
+};
+
+struct SchedulerConfig {
+  std::string policy = "fifo";
+  std::chrono::milliseconds max_wait{5000};
+  size_t max_queue = 1024;
+  std::chrono::milliseconds queue_timeout{300000};
+};
+
 struct FleetConfig {
   std::string source;  // the file it came from
   ServerConfig server;
   std::vector<ModelConfig> models;
   std::optional<RouterConfig> router;  // absent: requests name their model
+  CacheConfig cache;
+  SchedulerConfig scheduler;
 };
+
+// "2GiB", "512MiB", "1.5GB", "1048576" → bytes; std::nullopt when not a size.
+std::optional<uint64_t> parse_byte_size(const std::string& text);
 
 // Where scripts/fetch-glove.sh puts the default embeddings.
 std::string default_embeddings_path();

@@ -171,6 +171,15 @@ void LlamaEngine::load() {
   }
   // End-of-generation tokens, for requests that ask to ignore them.
   const llama_vocab* vocab = llama_model_get_vocab(model_);
+  // Warm-up: one token through the whole model pages in the weights (they
+  // are memory-mapped) and the compute buffers, so that the first request
+  // does not pay for it and the cache measures what serving really holds.
+  llama_token warm = llama_vocab_bos(vocab);
+  if (warm == LLAMA_TOKEN_NULL) warm = 0;
+  if (llama_decode(ctx_, llama_batch_get_one(&warm, 1)) != 0) {
+    spdlog::warn("model '{}': warm-up decode failed: {}", options_.id, take_llama_errors());
+  }
+  llama_memory_clear(llama_get_memory(ctx_), true);
   eog_tokens_.clear();
   for (llama_token t = 0; t < llama_vocab_n_tokens(vocab); ++t) {
     if (llama_vocab_is_eog(vocab, t)) eog_tokens_.push_back(t);

@@ -80,6 +80,7 @@ void try_load(Engine& engine, std::string& load_error) {
 
 void Registry::load_all() {
   for (auto& entry : entries()) {
+    if (entry->config.is_local()) continue;  // the model cache loads these
     std::lock_guard lock(entry->mutex_);
     entry->last_try_ = std::chrono::steady_clock::now();
     try_load(*entry->engine, entry->load_error_);
@@ -122,10 +123,11 @@ Registry::ReloadReport Registry::apply(const FleetConfig& config) {
       next.push_back(std::move(entry));
       continue;
     }
-    // Loaded before it is listed: the old engine (if any) serves meanwhile.
+    // A remote is checked before it is listed (the old engine, if any, serves
+    // meanwhile); a local model is loaded by the model cache when needed.
     EntryPtr entry = make_entry(model, make_engine(model));
     entry->last_try_ = std::chrono::steady_clock::now();
-    try_load(*entry->engine, entry->load_error_);
+    if (!model.is_local()) try_load(*entry->engine, entry->load_error_);
     (old == current.end() ? report.added : report.replaced).push_back(model.id);
     next.push_back(std::move(entry));
   }

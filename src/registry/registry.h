@@ -1,17 +1,19 @@
 // The registry: every model of the fleet, its configuration and its engine.
 //
-// Each entry is created from the fleet file. load_all() loads each model; a
-// model that fails (a corrupt GGUF, a backend that is down) is kept with its
-// error so requests for it get a clear 503, while the rest of the fleet
-// serves.
+// Each entry is created from the fleet file. Local models are loaded and
+// unloaded by the model cache (cache/resident_set.h), within its memory budget;
+// load_all() checks each remote model. A model that fails (a corrupt GGUF, a
+// backend that is down) is kept with its error so requests for it get a clear
+// 503, while the rest of the fleet serves.
 //
 // Reloading the fleet file while serving (apply()) never drops a request in
 // flight: entries are immutable and shared, so a request keeps the entry it
 // was routed to (and so its engine) until it ends.
 //   same engine settings, new description/examples/tags → a new entry that
 //                                                          shares the engine
-//   new model, or changed engine settings              → a new engine, loaded
-//                                                          before it is listed
+//   new model, or changed engine settings              → a new engine (a remote
+//                                                          is checked before it
+//                                                          is listed)
 //   model gone from the file                           → unlisted; its engine
 //                                                          unloads once its last
 //                                                          request ends
@@ -51,8 +53,8 @@ class Registry {
   explicit Registry(const FleetConfig& config);
   ~Registry();
 
-  // Loads every model; failures are logged and remembered, never thrown.
-  // Call once at start.
+  // Checks every remote model; failures are logged and remembered, never
+  // thrown. Call once at start.
   void load_all();
   void unload_all();
 

@@ -58,8 +58,11 @@ class SwapAwarePolicy final : public QueuePolicy {
     for (size_t i = 0; i < queue.size(); ++i) {
       const QueuedRequest& r = queue[i];
       const ModelAvailability a = availability(r.model);
+      const bool is_overdue = now - r.arrival >= max_wait_;
+      // An overdue request waiting for room: drain (see the header).
+      if (is_overdue && !a.resident && !a.can_load) return std::nullopt;
       if (!can_start(a)) continue;
-      if (now - r.arrival >= max_wait_ && older(overdue, i)) overdue = i;
+      if (is_overdue && older(overdue, i)) overdue = i;
       if (a.resident) {
         if (older(resident, i)) resident = i;
       } else if (older(load, i)) {

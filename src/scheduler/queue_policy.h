@@ -6,7 +6,9 @@
 // says to wait. A request can start when its model is resident with a free
 // parallel slot, or when its model is not resident: picking it then triggers
 // (or joins) a load. A request whose model is resident with every slot busy
-// cannot start now. "Wait" below means arrival until pick() returns the request.
+// cannot start now; nor can one whose model is not resident when no room can
+// be made for it yet (every resident model busy). "Wait" below means arrival
+// until pick() returns the request.
 //
 // The policies ("oldest" = smallest id, ids being given in arrival order):
 //
@@ -73,14 +75,15 @@ struct QueuedRequest {
 
 // What the scheduler can see of each model right now.
 struct ModelAvailability {
-  bool resident = false;  // loaded
-  bool has_free_slot = false;
+  bool resident = false;       // loaded, or loading (work for it needs no new swap)
+  bool has_free_slot = false;  // of a resident model
+  bool can_load = true;        // of a model that is not resident: room can be made now
 };
 
-// Whether a request for a model in this state can start now: a free slot, or
-// a load to trigger. has_free_slot is ignored for a model that is not resident.
+// Whether a request for a model in this state can start now: a free slot of a
+// resident model, or a load that the cache has room for.
 inline bool can_start(const ModelAvailability& a) {
-  return !a.resident || a.has_free_slot;
+  return a.resident ? a.has_free_slot : a.can_load;
 }
 
 using AvailabilityFn = std::function<ModelAvailability(const std::string&)>;

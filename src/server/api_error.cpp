@@ -33,3 +33,19 @@ ApiError ApiError::from_engine(const EngineError& error) {
 }
 
 }  // namespace calm
+
+namespace calm {
+
+ApiError ApiError::from_scheduler(const SchedulerError& error) {
+  using Kind = SchedulerError::Kind;
+  ApiError api{503, error.what(), "server_error", "", "server_busy"};
+  if (error.kind() == Kind::kModelBusy) {
+    api = ApiError{429, error.what(), "rate_limit_error", "", "model_busy"};
+  } else if (error.kind() == Kind::kTimedOut) {
+    api.code = "queue_timeout";
+  }
+  api.retry_after_s = error.retry_after_s();
+  return api;
+}
+
+}  // namespace calm

@@ -10,6 +10,7 @@
 
 #include "server/api_error.h"
 #include "server/openai_schema.h"
+#include "util/process_memory.h"
 
 namespace calm {
 namespace {
@@ -27,6 +28,7 @@ void send_json(httplib::Response& res, int status, const json& body) {
 }
 
 void send_error(httplib::Response& res, const ApiError& error) {
+  if (error.retry_after_s > 0) res.set_header("Retry-After", std::to_string(error.retry_after_s));
   send_json(res, error.status, error.to_json());
 }
 
@@ -168,12 +170,13 @@ nlohmann::json ranking_json(const Ranking& ranking, double decision_ms) {
       {"candidates", candidates}};
 }
 
-HttpServer::HttpServer(ServerConfig config, Registry& registry, Router& router,
-                       std::shared_ptr<SemanticRouterSlot> semantic)
+HttpServer::HttpServer(ServerConfig config, Parts parts)
     : config_(std::move(config)),
-      registry_(registry),
-      router_(router),
-      semantic_(std::move(semantic)),
+      registry_(parts.registry),
+      router_(parts.router),
+      semantic_(std::move(parts.semantic)),
+      resident_(parts.resident),
+      scheduler_(parts.scheduler),
       server_(std::make_unique<httplib::Server>()) {
   const int threads = config_.http_threads;
   server_->new_task_queue = [threads] {
@@ -265,26 +268,29 @@ void HttpServer::install_routes() {
 
   svr.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     json models = json::object();
-    size_t ready = 0;
+    size_t serving = 0;
     const auto entries = registry_.entries();
     for (const auto& entry : entries) {
-      const bool ok = entry->ready();
-      ready += ok ? 1 : 0;
-      models[entry->config.id] = ok ? "ready" : "unavailable: " + entry->load_error();
+      const std::string status = model_status(*entry);
+      serving += status.rfind("unavailable", 0) == 0 ? 0 : 1;
+      models[entry->config.id] = status;
     }
-    const bool all = ready == entries.size();
-    send_json(res, ready == 0 ? 503 : 200,
-              {{"status", all ? "ok" : (ready ? "degraded" : "unavailable")}, {"models", models}});
+    const bool all = serving == entries.size();
+    send_json(
+        res, serving == 0 ? 503 : 200,
+        {{"status", all ? "ok" : (serving ? "degraded" : "unavailable")}, {"models", models}});
   });
 
   svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
     json data = json::array();
     for (const auto& entry : registry_.entries()) {
       const auto& c = entry->config;
+      const std::string status = model_status(*entry);
       json info = {{"description", c.description},
                    {"backend", c.is_local() ? "llama.cpp" : "remote"},
-                   {"ready", entry->ready()}};
-      if (!entry->ready()) info["error"] = entry->load_error();
+                   {"ready", entry->ready()},
+                   {"status", status.substr(0, status.find(':'))}};
+      if (status.rfind("unavailable", 0) == 0) info["error"] = status.substr(status.find(':') + 2);
       data.push_back({{"id", c.id},
                       {"object", "model"},
                       {"created", 0},
@@ -295,14 +301,7 @@ void HttpServer::install_routes() {
   });
 
   svr.Get("/v1/calm/state", [this](const httplib::Request&, httplib::Response& res) {
-    json models = json::object();
-    for (const auto& entry : registry_.entries()) {
-      const EngineStats s = entry->engine->stats();
-      models[entry->config.id] = {{"ready", entry->ready()},    {"slots_total", s.slots_total},
-                                  {"slots_busy", s.slots_busy}, {"queued", s.queued},
-                                  {"completed", s.completed},   {"cancelled", s.cancelled}};
-    }
-    send_json(res, 200, {{"models", models}});
+    send_json(res, 200, state_json());
   });
 
   auto generate = [this](Endpoint endpoint, const httplib::Request& req, httplib::Response& res) {
@@ -321,14 +320,36 @@ void HttpServer::install_routes() {
             404, "the model '" + request.model + "' does not exist (GET /v1/models lists them)",
             "invalid_request_error", "model", "model_not_found"};
       }
-      const Registry::EntryPtr held = decision->entry;  // alive until the answer is sent
+      Registry::EntryPtr held = decision->entry;  // alive until the answer is sent
+      const std::string id = held->config.id;
+      // A local model waits its turn in the global queue and for its model to
+      // be resident; the ticket holds its slot until the answer ends.
+      std::shared_ptr<Scheduler::Ticket> ticket;
+      if (resident_.manages(id)) {
+        resident_.note_request(id);
+        try {
+          ticket = scheduler_.enter(id);
+        } catch (const SchedulerError& e) {
+          throw ApiError::from_scheduler(e);
+        } catch (const CacheError& e) {
+          throw ApiError{503, e.what(), "server_error", "", "model_unavailable"};
+        }
+        // The engine the cache loaded is the registry's current one for this
+        // id (a reload may have replaced the one routed to).
+        if (!held->ready()) {
+          if (auto current = registry_.find(id)) held = current;
+        }
+      } else if (!registry_.ensure_ready(*held)) {
+        const std::string why = held->load_error();
+        throw ApiError{503,
+                       "the model '" + id + "' is unavailable" + (why.empty() ? "" : ": " + why),
+                       "server_error", "", "model_unavailable"};
+      }
       Registry::Entry& entry = *held;
-      if (!registry_.ensure_ready(entry)) {
-        const std::string why = entry.load_error();
-        throw ApiError{
-            503,
-            "the model '" + entry.config.id + "' is unavailable" + (why.empty() ? "" : ": " + why),
-            "server_error", "", "model_unavailable"};
+      if (ticket) {
+        res.set_header("x-calm-cache", ticket->cache_hit() ? "hit" : "miss");
+        res.set_header("x-calm-queue-ms",
+                       std::to_string(static_cast<long long>(ticket->queue_ms())));
       }
       auto stream = entry.engine->submit(std::move(request.generation));
       res.set_header("x-calm-model", entry.config.id);
@@ -344,7 +365,7 @@ void HttpServer::install_routes() {
         res.set_chunked_content_provider(
             "text/event-stream",
             EventStreamWriter(endpoint, meta, request.include_usage, stream, observe),
-            [stream, held](bool /*success*/) { stream->cancel(); });  // no-op once finished
+            [stream, held, ticket](bool /*success*/) { stream->cancel(); });  // no-op once finished
         return;
       }
       const GenerationResult result = stream->wait();
@@ -412,6 +433,76 @@ void HttpServer::install_routes() {
   svr.Post("/v1/completions", [generate](const httplib::Request& req, httplib::Response& res) {
     generate(Endpoint::kCompletion, req, res);
   });
+}
+
+std::string HttpServer::model_status(const Registry::Entry& entry) const {
+  if (entry.ready()) return "ready";
+  const std::string& id = entry.config.id;
+  if (resident_.manages(id)) {
+    const std::string error = resident_.load_error(id);
+    return error.empty() ? "unloaded" : "unavailable: " + error;
+  }
+  return "unavailable: " + entry.load_error();
+}
+
+nlohmann::json HttpServer::state_json() const {
+  json models = json::object();
+  for (const auto& entry : registry_.entries()) {
+    const EngineStats s = entry->engine->stats();
+    models[entry->config.id] = {{"ready", entry->ready()},    {"slots_total", s.slots_total},
+                                {"slots_busy", s.slots_busy}, {"queued", s.queued},
+                                {"completed", s.completed},   {"cancelled", s.cancelled}};
+  }
+
+  const ModelCache::Stats cache = resident_.cache().stats();
+  json cached = json::object();
+  for (const auto& m : cache.models) {
+    cached[m.id] = {{"state", m.state},
+                    {"bytes", m.bytes},
+                    {"estimated_bytes", m.estimated_bytes},
+                    {"in_flight", m.in_flight},
+                    {"pinned", m.pinned},
+                    {"hits", m.hits},
+                    {"misses", m.misses},
+                    {"loads", m.loads},
+                    {"evictions", m.evictions},
+                    {"load_failures", m.load_failures},
+                    {"prefetches", m.prefetches},
+                    {"idle_unloads", m.idle_unloads},
+                    {"last_load_ms", m.last_load_ms},
+                    {"total_load_ms", m.total_load_ms}};
+    if (!m.last_error.empty()) cached[m.id]["last_error"] = m.last_error;
+  }
+
+  const Scheduler::Stats sched = scheduler_.stats();
+  json queues = json::object();
+  for (const auto& m : sched.models) {
+    queues[m.id] = {{"slots", m.slots},
+                    {"running", m.running},
+                    {"queued", m.queued},
+                    {"expected_service_ms", m.expected_service_ms}};
+  }
+  return {{"models", models},
+          {"cache",
+           {{"budget_bytes", cache.budget_bytes},
+            {"used_bytes", cache.used_bytes},
+            {"peak_used_bytes", cache.peak_used_bytes},
+            {"eviction", cache.eviction},
+            {"max_resident", cache.max_resident},
+            {"models", cached}}},
+          {"scheduler",
+           {{"policy", sched.policy},
+            {"max_wait_ms", sched.max_wait_ms},
+            {"max_queue", sched.max_queue},
+            {"queued", sched.queued},
+            {"admitted", sched.admitted},
+            {"rejected_queue_full", sched.rejected_queue_full},
+            {"rejected_model_busy", sched.rejected_model_busy},
+            {"timed_out", sched.timed_out},
+            {"longest_queue_ms", sched.longest_queue_ms},
+            {"models", queues}}},
+          {"process",
+           {{"rss_bytes", process_rss_bytes()}, {"peak_rss_bytes", process_peak_rss_bytes()}}}};
 }
 
 }  // namespace calm

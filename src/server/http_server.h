@@ -5,7 +5,8 @@
 //   GET  /v1/models              the fleet, OpenAI's list shape plus a `calm` object
 //   POST /v1/chat/completions    chat; `stream: true` answers server-sent events
 //   POST /v1/completions         legacy prompt completion, same streaming rules
-//   GET  /v1/calm/state          what every engine is doing (slots, queue)
+//   GET  /v1/calm/state          what every engine, the cache and the scheduler
+//                                are doing (resident bytes, hits, loads, queue)
 //   POST /v1/route               the router's ranking for a body, no inference
 //   POST /v1/calm/reload         re-read the fleet file (also on SIGHUP)
 //
@@ -18,10 +19,12 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "cache/resident_set.h"
 #include "config/fleet_config.h"
 #include "registry/registry.h"
 #include "router/router.h"
 #include "router/semantic_router.h"
+#include "scheduler/scheduler.h"
 
 namespace httplib {
 class Server;
@@ -34,9 +37,17 @@ nlohmann::json ranking_json(const Ranking& ranking, double decision_ms);
 
 class HttpServer {
  public:
-  // semantic: the router behind `model: auto` and POST /v1/route; may be null.
-  HttpServer(ServerConfig config, Registry& registry, Router& router,
-             std::shared_ptr<SemanticRouterSlot> semantic = nullptr);
+  // The parts a request goes through: the router picks the model, the
+  // scheduler queues it and the resident set's cache loads it.
+  struct Parts {
+    Registry& registry;
+    Router& router;
+    ResidentSet& resident;
+    Scheduler& scheduler;
+    // The router behind `model: auto` and POST /v1/route; may be null.
+    std::shared_ptr<SemanticRouterSlot> semantic;
+  };
+  HttpServer(ServerConfig config, Parts parts);
   ~HttpServer();
 
   // Binds host:port (port 0 picks a free one) and returns the bound port.
@@ -53,11 +64,17 @@ class HttpServer {
 
  private:
   void install_routes();
+  nlohmann::json state_json() const;
+  // The model's state for /health and /v1/models: "ready", "unloaded" (loads
+  // on demand) or "unavailable: why".
+  std::string model_status(const Registry::Entry& entry) const;
 
   ServerConfig config_;
   Registry& registry_;
   Router& router_;
   std::shared_ptr<SemanticRouterSlot> semantic_;
+  ResidentSet& resident_;
+  Scheduler& scheduler_;
   std::function<nlohmann::json()> reload_;
   std::unique_ptr<httplib::Server> server_;
 };

@@ -171,5 +171,57 @@ TEST_F(FleetConfigTest, UnreadableFileIsAnError) {
   EXPECT_THROW(load_fleet_config((dir_ / "missing.yaml").string()), ConfigError);
 }
 
+TEST_F(FleetConfigTest, CacheAndSchedulerSectionsAreRead) {
+  const FleetConfig config = parse(
+      "cache: {budget: 1.5GiB, max_resident: 2, eviction: gdsf, idle_unload_s: 30, prefetch: "
+      "true}\n"
+      "scheduler: {policy: swap-aware, max_wait_ms: 2500, max_queue: 64, queue_timeout_s: 9}\n"
+      "models:\n  - {id: a, gguf: a.gguf, pinned: true, preload: false, max_in_flight: 8}\n");
+  EXPECT_EQ(config.cache.budget_bytes, 1610612736u);
+  EXPECT_EQ(config.cache.max_resident, 2u);
+  EXPECT_EQ(config.cache.eviction, "gdsf");
+  EXPECT_EQ(config.cache.idle_unload, std::chrono::milliseconds(30000));
+  EXPECT_TRUE(config.cache.prefetch);
+  EXPECT_EQ(config.scheduler.policy, "swap-aware");
+  EXPECT_EQ(config.scheduler.max_wait, std::chrono::milliseconds(2500));
+  EXPECT_EQ(config.scheduler.max_queue, 64u);
+  EXPECT_EQ(config.scheduler.queue_timeout, std::chrono::milliseconds(9000));
+  EXPECT_TRUE(config.models[0].pinned);
+  EXPECT_EQ(config.models[0].preload, std::optional<bool>(false));
+  EXPECT_EQ(config.models[0].max_in_flight, 8);
+}
+
+TEST_F(FleetConfigTest, WithoutACacheSectionThereIsNoBudget) {
+  const FleetConfig config = parse("models:\n  - {id: a, gguf: a.gguf}\n");
+  EXPECT_EQ(config.cache.budget_bytes, 0u);
+  EXPECT_EQ(config.scheduler.policy, "fifo");
+  EXPECT_EQ(config.models[0].preload, std::nullopt);
+}
+
+TEST_F(FleetConfigTest, BadCacheAndSchedulerValuesNameTheirField) {
+  const std::string models = "models:\n  - {id: a, gguf: a.gguf}\n";
+  EXPECT_NE(error_of("cache: {budget: lots}\n" + models).find("fleet.yaml:1: cache.budget:"),
+            std::string::npos);
+  EXPECT_NE(error_of("cache: {budget: 0}\n" + models).find("cache.budget"), std::string::npos);
+  EXPECT_NE(error_of("cache: {eviction: random}\n" + models)
+                .find("cache.eviction: must be one of lru, lfu, gdsf"),
+            std::string::npos);
+  EXPECT_NE(error_of("scheduler: {policy: lifo}\n" + models).find("scheduler.policy"),
+            std::string::npos);
+  EXPECT_NE(error_of("scheduler: {max_queue: 0}\n" + models).find("scheduler.max_queue"),
+            std::string::npos);
+  EXPECT_NE(error_of("cache: {budgett: 1GiB}\n" + models).find("cache.budgett: unknown field"),
+            std::string::npos);
+}
+
+TEST(ByteSize, ParsesUnits) {
+  EXPECT_EQ(parse_byte_size("1048576"), std::optional<uint64_t>(1048576));
+  EXPECT_EQ(parse_byte_size("512MiB"), std::optional<uint64_t>(512ull << 20));
+  EXPECT_EQ(parse_byte_size("2 GB"), std::optional<uint64_t>(2000000000ull));
+  EXPECT_EQ(parse_byte_size("2 parsecs"), std::nullopt);
+  EXPECT_EQ(parse_byte_size("-1GiB"), std::nullopt);
+  EXPECT_EQ(parse_byte_size(""), std::nullopt);
+}
+
 }  // namespace
 }  // namespace calm

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <future>
 #include <random>
+#include <set>
 #include <thread>
 
 namespace calm {
@@ -219,6 +220,105 @@ TEST(ModelCache, UnknownModelAndPolicyAreClearErrors) {
   EXPECT_THROW(cache.acquire("zzz", 1s), CacheError);
   EXPECT_THROW(make_cache(memory, 100, {{"a", 10}}, "random"), CacheError);
   EXPECT_THROW(make_cache(memory, 0, {{"a", 10}}), CacheError);
+}
+
+}  // namespace
+}  // namespace calm
+
+namespace calm {
+namespace {
+
+// What is loaded, as a set; loads take no time.
+struct FakeMemoryForTwoStep {
+  std::mutex mutex;
+  std::set<std::string> resident;
+  ModelCache::Loader loader() {
+    return [this](const std::string& id) {
+      std::lock_guard lock(mutex);
+      resident.insert(id);
+      return uint64_t{0};  // unknown: keep the estimate
+    };
+  }
+  ModelCache::Unloader unloader() {
+    return [this](const std::string& id) {
+      std::lock_guard lock(mutex);
+      resident.erase(id);
+    };
+  }
+};
+
+}  // namespace
+}  // namespace calm
+
+namespace calm {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(ModelCacheTwoStep, TryAcquireReservesTheSwapSoNobodyElseTakesTheRoom) {
+  FakeMemoryForTwoStep memory;
+  ModelCache cache({150, 0, "lru"}, {{"a", 100}, {"b", 100}}, memory.loader(), memory.unloader());
+  cache.acquire("a", 1s);  // resident and idle
+  auto b = cache.try_acquire("b");
+  ASSERT_TRUE(b.has_value());                        // a is chosen as the victim, b is loading
+  EXPECT_FALSE(cache.try_acquire("a").has_value());  // a is being unloaded: not now
+  EXPECT_FALSE(cache.can_acquire_now("a"));
+  b->wait();
+  EXPECT_EQ(memory.resident, std::set<std::string>{"b"});
+}
+
+TEST(ModelCacheTwoStep, ReservedSwapHappensEvenIfNobodyWaits) {
+  FakeMemoryForTwoStep memory;
+  ModelCache cache({150, 0, "lru"}, {{"a", 100}}, memory.loader(), memory.unloader());
+  { auto lease = cache.try_acquire("a"); }  // dropped without wait()
+  EXPECT_EQ(cache.stats().models[0].state, "resident");
+}
+
+TEST(ModelCacheTwoStep, PrefetchNeverEvicts) {
+  FakeMemoryForTwoStep memory;
+  ModelCache cache({150, 0, "lru"}, {{"a", 100}, {"b", 100}, {"c", 10}}, memory.loader(),
+                   memory.unloader());
+  cache.acquire("a", 1s);
+  EXPECT_FALSE(cache.try_prefetch("b").has_value());  // would need a evicted
+  auto c = cache.try_prefetch("c");
+  ASSERT_TRUE(c.has_value());
+  c->wait();
+  const auto stats = cache.stats();
+  EXPECT_EQ(stats.models[2].state, "resident");
+  EXPECT_EQ(stats.models[2].prefetches, 1u);
+  EXPECT_EQ(stats.models[2].misses, 0u);
+  EXPECT_EQ(stats.models[0].state, "resident");
+}
+
+TEST(ModelCacheTwoStep, IdleModelIsUnloadedOnlyAfterItsIdleTime) {
+  FakeMemoryForTwoStep memory;
+  ModelCache cache({1000, 0, "lru"}, {{"a", 100}, {"pinned", 100, true}}, memory.loader(),
+                   memory.unloader());
+  cache.acquire("a", 1s);
+  cache.acquire("pinned", 1s);
+  EXPECT_TRUE(cache.unload_idle(10s).empty());
+  {
+    auto busy = cache.acquire("a", 1s);
+    std::this_thread::sleep_for(30ms);
+    EXPECT_TRUE(cache.unload_idle(20ms).empty());  // in flight: never
+  }
+  std::this_thread::sleep_for(30ms);
+  EXPECT_EQ(cache.unload_idle(20ms), std::vector<std::string>{"a"});  // never the pinned one
+  EXPECT_EQ(memory.resident, std::set<std::string>{"pinned"});
+}
+
+TEST(ModelCacheTwoStep, ReloadForgetsRemovedModelsAndResetsReplacedOnes) {
+  FakeMemoryForTwoStep memory;
+  ModelCache cache({1000, 0, "lru"}, {{"a", 100}, {"b", 100}}, memory.loader(), memory.unloader());
+  cache.acquire("a", 1s);
+  cache.acquire("b", 1s);
+  cache.update_models({{"a", 100}, {"c", 50}}, {"a"});
+  const auto stats = cache.stats();
+  ASSERT_EQ(stats.models.size(), 2u);
+  EXPECT_EQ(stats.models[0].id, "a");
+  EXPECT_EQ(stats.models[0].state, "unloaded");  // its engine was replaced
+  EXPECT_EQ(stats.models[1].id, "c");
+  EXPECT_THROW(cache.try_acquire("b"), CacheError);
 }
 
 }  // namespace

@@ -31,6 +31,7 @@ struct Fleet {
 constexpr ModelAvailability kFree{true, true};
 constexpr ModelAvailability kBusy{true, false};
 constexpr ModelAvailability kCold{false, false};
+constexpr ModelAvailability kNoRoom{false, false, false};  // cold, and every resident is busy
 
 std::unique_ptr<QueuePolicy> make(std::string_view name,
                                   milliseconds max_wait = milliseconds(1000)) {
@@ -140,6 +141,24 @@ TEST(QueuePolicy, SwapAwareSkipsAnOverdueRequestThatCannotStart) {
   const auto now = kT0 + milliseconds(1500);
   // 1 and 3 are overdue; 1 cannot start, so 3 goes before the resident 2.
   EXPECT_EQ(swap->pick(queue, fleet.fn(), now), std::optional<size_t>(2));
+}
+
+TEST(QueuePolicy, FifoWaitsWhenTheHeadNeedsRoomThatIsNotThere) {
+  auto fifo = make("fifo");
+  const Fleet fleet{{{"hot", kFree}, {"cold", kNoRoom}}};
+  const std::deque<QueuedRequest> queue{request(1, "cold"), request(2, "hot")};
+  EXPECT_EQ(fifo->pick(queue, fleet.fn(), kT0), std::nullopt);
+}
+
+TEST(QueuePolicy, SwapAwareDrainsForAnOverdueRequestThatNeedsRoom) {
+  auto swap = make("swap-aware", milliseconds(1000));
+  const Fleet fleet{{{"hot", kFree}, {"cold", kNoRoom}}};
+  const std::deque<QueuedRequest> queue{request(1, "cold"), request(2, "hot", milliseconds(1200))};
+  // Before the bound, resident work goes ahead of the request that needs room...
+  EXPECT_EQ(swap->pick(queue, fleet.fn(), kT0 + milliseconds(1300) - milliseconds(400)),
+            std::optional<size_t>(1));
+  // ...after it, nothing starts, so the busy models drain and room appears.
+  EXPECT_EQ(swap->pick(queue, fleet.fn(), kT0 + milliseconds(1300)), std::nullopt);
 }
 
 TEST(QueuePolicy, EmptyQueueGivesNothing) {

@@ -1,0 +1,82 @@
+// ResidentSet: the fleet's local engines, kept resident by a ModelCache.
+//
+// The ModelCache decides which models are loaded; this class gives it the
+// real engines to load and unload, and the measurements:
+// - each model's estimate comes from its GGUF (engines/gguf_info.h: weights,
+//   KV cache for context x parallel, compute buffers);
+// - each load is measured as the growth of this process's RSS across the load
+//   and a one-token warm-up (llama_engine.cpp); loads and unloads are
+//   serialised so that two of them never blur each other's measurement;
+// - with no `cache.budget` in the fleet file, the budget is the sum of the
+//   estimates, so every model fits, and every model is preloaded.
+// It also runs the optional idle unloading and next-model prefetch on one
+// background thread. Remote models are not here: they hold no local memory.
+//
+// Thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cache/model_cache.h"
+#include "cache/next_model_predictor.h"
+#include "config/fleet_config.h"
+#include "registry/registry.h"
+
+namespace calm {
+
+class ResidentSet {
+ public:
+  // Throws ConfigError (naming cache.budget) when a model cannot fit even alone,
+  // or when a GGUF cannot be read for its estimate.
+  ResidentSet(const FleetConfig& config, Registry& registry);
+  ~ResidentSet();
+
+  ModelCache& cache() { return *cache_; }
+
+  // Loads the models marked preload (blocks; failures are logged and kept as
+  // the model's last error).
+  void preload();
+  // After Registry::apply: new models join unloaded, replaced ones start over,
+  // removed ones are forgotten. Preloads new models marked preload.
+  void apply(const FleetConfig& config, const Registry::ReloadReport& report);
+
+  // A request for `id` arrived: feeds the next-model predictor and, with
+  // prefetch on, loads the predicted model in the background if it fits
+  // without evicting anything.
+  void note_request(const std::string& id);
+
+  // The last load error of a local model ("" if none or if it loaded since).
+  std::string load_error(const std::string& id) const;
+
+  // Whether this model id is served by the cache (a local model).
+  bool manages(const std::string& id) const;
+
+ private:
+  std::vector<ModelCache::ModelSpec> specs_for(const FleetConfig& config) const;
+  uint64_t load_measured(const std::string& id);
+  void unload(const std::string& id);
+  void background();
+
+  Registry& registry_;
+  std::mutex memory_mutex_;  // one load or unload at a time: clean RSS deltas
+  std::unique_ptr<ModelCache> cache_;
+
+  mutable std::mutex mutex_;
+  CacheConfig options_;                 // guarded by mutex_
+  std::vector<std::string> preload_;    // guarded by mutex_
+  std::vector<std::string> local_ids_;  // guarded by mutex_
+  NextModelPredictor predictor_;        // guarded by mutex_
+  std::deque<std::string> prefetches_;  // guarded by mutex_
+  bool stopping_ = false;               // guarded by mutex_
+  std::condition_variable wake_;
+  std::thread worker_;
+};
+
+}  // namespace calm
