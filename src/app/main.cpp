@@ -17,9 +17,15 @@ int main(int argc, char** argv) {
   add(calm::add_serve_command);
   add(calm::add_model_info_command);
   add(calm::add_route_eval_command);
+  add(calm::add_bench_command);
   add(calm::add_version_command);
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; every usage error exits 2, like a bad file.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   for (auto& [sub, run] : commands) {
     if (sub->parsed()) return run();
   }
