@@ -38,6 +38,7 @@ namespace {
 constexpr int32_t kTokenNormal = 1;
 constexpr int32_t kTokenUnknown = 2;
 constexpr int32_t kTokenControl = 3;
+constexpr int32_t kTokenUnused = 5;
 constexpr int32_t kTokenByte = 6;
 
 // general.file_type values (enum llama_ftype).
@@ -65,6 +66,7 @@ struct Options {
   std::string type = "f32";
   std::string name = "calm-tiny";
   std::string chat_template = "chatml";
+  bool ascii_output = false;
 };
 
 // ---------------------------------------------------------------------------
@@ -124,7 +126,7 @@ void AddLetterStrings(Vocab& v, int limit, int length) {
   }
 }
 
-Vocab BuildVocab(int size, bool chatml) {
+Vocab BuildVocab(int size, bool chatml, bool ascii_output) {
   Vocab v;
   // Llama's layout: the specials, then the 256 byte-fallback tokens, so that
   // <0x0A> etc. are where every SPM model has them.
@@ -134,7 +136,10 @@ Vocab BuildVocab(int size, bool chatml) {
   for (int b = 0; b < 256; ++b) {
     char buf[8];
     std::snprintf(buf, sizeof(buf), "<0x%02X>", b);
-    v.Add(buf, kTokenByte, 0.0f);
+    // --ascii-output: bytes >= 0x80 render as nothing, so no output is ever
+    // invalid UTF-8 (servers that parse their own output, like llama-server's
+    // chat parser, reject it and fail the request).
+    v.Add(buf, ascii_output && b >= 0x80 ? kTokenUnused : kTokenByte, 0.0f);
   }
   if (chatml) {
     // Control tokens so that a ChatML prompt tokenizes into real turn markers;
@@ -411,7 +416,7 @@ class TempFile {
 
 // Returns "" on success, or an error message.
 std::string Run(const Options& o) {
-  const Vocab vocab = BuildVocab(o.vocab, o.chat_template == "chatml");
+  const Vocab vocab = BuildVocab(o.vocab, o.chat_template == "chatml", o.ascii_output);
   const std::vector<TensorSpec> specs = ModelTensors(o, vocab.Size());
   const bool f16 = o.type == "f16";
 
@@ -469,6 +474,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16"}));
   app.add_option("--name", o.name, "general.name")->capture_default_str();
+  app.add_flag("--ascii-output", o.ascii_output,
+               "byte tokens >= 0x80 produce no text, so output is always valid UTF-8 "
+               "(for benchmarks against servers that reject invalid UTF-8)");
   app.add_option("--chat-template", o.chat_template,
                  "'none', 'chatml' (adds <|im_start|>/<|im_end|> control tokens), or a\n"
                  "literal Jinja template stored as tokenizer.chat_template")

@@ -96,7 +96,8 @@ Command add_serve_command(CLI::App& app) {
     Scheduler scheduler({.policy = config.scheduler.policy,
                          .max_wait = config.scheduler.max_wait,
                          .max_queue = config.scheduler.max_queue,
-                         .queue_timeout = config.scheduler.queue_timeout},
+                         .queue_timeout = config.scheduler.queue_timeout,
+                         .max_active_models = config.scheduler.max_active_models},
                         resident->cache(), scheduler_slots(config));
     std::shared_ptr<SemanticRouterSlot> semantic;
     std::unique_ptr<Router> router;

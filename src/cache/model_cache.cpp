@@ -263,6 +263,10 @@ void ModelCache::run_swap(Lease& lease) {
     ++change_count_;
   }
   lease.victims_.clear();
+
+  // One load at a time: what is really held is then exact (at most this
+  // model is half-loaded), and loads do not blur each other's measurement.
+  std::lock_guard one_load(load_mutex_);
   {
     std::lock_guard lock(mutex_);
     models_.at(id).load_started = true;
@@ -283,17 +287,25 @@ void ModelCache::run_swap(Lease& lease) {
   Model& m = models_.at(id);
   m.load_started = false;
   if (error.empty()) {
-    m.bytes = measured > 0 ? measured : m.bytes;  // the measurement replaces the estimate
+    // The measurement replaces the estimate, plus a 5% margin: the same model
+    // measures up to ~3% differently from load to load, and a fit that was
+    // exact would then overshoot. After that the charge only ratchets up.
+    if (measured > 0) {
+      const uint64_t charge = measured + measured / 20;
+      m.bytes = m.stats.loads == 0 ? charge : std::max(m.bytes, charge);
+    }
     m.state = State::kResident;
+    m.loaded_generation = lease.generation_;
     m.stats.loads++;
     m.stats.last_load_ms = load_ms;
     m.stats.total_load_ms += load_ms;
     m.last_used = Clock::now();
     policy_->on_load(id, m.bytes, load_ms);
     policy_->on_access(id);
-    if (used_locked() > options_.budget_bytes) {
-      // It measured bigger than estimated: evict idle models to get back
-      // under the budget, or undo the load.
+    // What is really in memory now (not the room reserved for swaps still to
+    // come) must be within the budget. Only a load that measured above its
+    // charge can break that: evict idle models, or undo the load.
+    if (held_locked() > options_.budget_bytes) {
       auto residents = residents_locked();
       for (auto& r : residents) r.pinned = r.pinned || r.id == id;
       const auto victims = policy_->choose_victims(residents, 0, options_.budget_bytes, 0);
@@ -305,6 +317,7 @@ void ModelCache::run_swap(Lease& lease) {
                 " budget beside the busy and pinned models";
         evict_now_locked(lock, id);
         m.stats.evictions--;  // not an eviction: a load that did not fit
+        m.loaded_generation = 0;
       }
     }
   } else {
@@ -314,7 +327,6 @@ void ModelCache::run_swap(Lease& lease) {
   if (!error.empty()) {
     m.stats.load_failures++;
     m.stats.last_error = error;
-    m.failed_generation = lease.generation_;
   }
   peak_held_ = std::max(peak_held_, held_locked());
   ++change_count_;
@@ -329,7 +341,9 @@ void ModelCache::wait_for_load(const Lease& lease) {
   const Model& m = models_.at(lease.id_);
   changed_.wait(
       lock, [&] { return m.load_generation != lease.generation_ || m.state != State::kLoading; });
-  if (m.failed_generation == lease.generation_) throw CacheError(m.stats.last_error);
+  // Later loads may have run since; whether this lease's load succeeded is
+  // recorded by its generation.
+  if (m.loaded_generation != lease.generation_) throw CacheError(m.stats.last_error);
   // The lease kept the model busy, so a successful load cannot have been
   // evicted since.
   assert(m.state == State::kResident);

@@ -23,12 +23,15 @@
 //
 // Memory: a model is charged its estimated bytes from the moment it is
 // reserved and its measured bytes once loaded (the loader returns what loading
-// really took); the measurement replaces the estimate for the next load.
+// really took); the first measurement (plus a 5% margin for load-to-load
+// noise) replaces the estimate, and later ones can only raise it. Loads run
+// one at a time.
 // Victims are unloaded before the load starts, so what is really held never
-// exceeds the budget even while a swap is in progress. If the measurement
-// overshoots, idle models are evicted to get back under the budget, and if
-// that is impossible the model is unloaded again and its leases fail: the
-// budget is never exceeded once a load has settled.
+// exceeds the budget even while a swap is in progress. If a load measures
+// above its charge and what is held then exceeds the budget, idle models are
+// evicted to get back under it, and if that is impossible the model is
+// unloaded again and its leases fail: the budget is never exceeded once a
+// load has settled.
 //
 // Thread-safe. Loader, unloader and the change callback run without the
 // cache's lock held; the callback must not destroy a Lease under a lock that
@@ -171,7 +174,7 @@ class ModelCache {
     int in_flight = 0;
     bool load_started = false;  // victims gone, loader running: really held
     uint64_t load_generation = 0;
-    uint64_t failed_generation = 0;  // the last load generation that failed
+    uint64_t loaded_generation = 0;  // the last load generation that succeeded
     bool retired = false;            // gone from the fleet mid-swap: forgotten once idle
     std::chrono::steady_clock::time_point last_used;  // last release or load
     ModelStats stats;
@@ -193,6 +196,7 @@ class ModelCache {
   const Loader loader_;
   const Unloader unloader_;
   std::function<void()> on_change_;
+  std::mutex load_mutex_;  // one load at a time (run_swap); taken before mutex_
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   uint64_t change_count_ = 0;               // guarded by mutex_

@@ -104,6 +104,10 @@ void ResidentSet::unload(const std::string& id) {
   if (!entry) return;  // gone from the fleet: its engine unloads when its last request ends
   std::lock_guard lock(memory_mutex_);
   entry->engine->unload();
+  // The model's small allocations (vocabulary, metadata) were made on the
+  // thread that loaded it, in that thread's malloc arena; freed, they would
+  // stay there and the process would creep past the budget swap by swap.
+  release_free_memory();
 }
 
 void ResidentSet::preload() {

@@ -298,6 +298,8 @@ SchedulerConfig parse_scheduler(const YAML::Node& node, const std::string& sourc
   scheduler.max_queue = static_cast<size_t>(
       fields.integer("max_queue", static_cast<long long>(scheduler.max_queue), 1, 1 << 24));
   scheduler.queue_timeout = seconds_field(fields, "queue_timeout_s", scheduler.queue_timeout);
+  scheduler.max_active_models =
+      static_cast<size_t>(fields.integer("max_active_models", 0, 0, 1 << 16));
   fields.reject_unknown();
   return scheduler;
 }

@@ -38,6 +38,8 @@
 //     max_wait_ms: 5000                     # swap-aware: no request waits longer to be preferred
 //     max_queue: 1024                       # more queued requests get 503 with Retry-After
 //     queue_timeout_s: 300                  # a request not started by then gets 503
+//     max_active_models: 0                  # models decoding at once (CPU: cores / threads); 0 =
+//     no limit
 //   (per model: `pinned: true` is never evicted, `preload: true` loads at start,
 //    `max_in_flight: N` answers 429 beyond N queued + running requests)
 //
@@ -121,6 +123,7 @@ struct SchedulerConfig {
   std::chrono::milliseconds max_wait{5000};
   size_t max_queue = 1024;
   std::chrono::milliseconds queue_timeout{300000};
+  size_t max_active_models = 0;  // 0: no limit
 };
 
 struct FleetConfig {

@@ -70,6 +70,12 @@ ModelAvailability Scheduler::availability_locked(const std::string& model) const
   a.resident = cache_.resident_or_loading(model);
   a.has_free_slot = running < slots;
   a.can_load = !a.resident && cache_.can_acquire_now(model);
+  // An idle model would become one more model decoding at once.
+  if (running == 0 && options_.max_active_models > 0) {
+    size_t active = 0;
+    for (const auto& [id, m] : models_) active += m.running > 0 ? 1 : 0;
+    if (active >= options_.max_active_models) a.has_free_slot = a.can_load = false;
+  }
   return a;
 }
 
@@ -179,6 +185,7 @@ void Scheduler::finish(Ticket& ticket) {
     m.running--;
     if (ticket.running_since_ != SchedClock::time_point{}) {
       const double ms = ms_between(ticket.running_since_, SchedClock::now());
+      counters_.longest_service_ms = std::max(counters_.longest_service_ms, ms);
       m.service_ms.push_back(ms);
       m.service_sum += ms;
       if (m.service_ms.size() > options_.service_window) {

@@ -13,7 +13,8 @@
 //   changed: a request arrived, one finished, a load settled.
 // - A request starts only when its model has a free parallel slot (the
 //   engine's batching) or, for a model that is not resident, when the cache
-//   can make room for it now. Starting reserves the cache lease under the
+//   can make room for it now; and, with max_active_models, only when it would
+//   not make one model too many decoding at once. Starting reserves the cache lease under the
 //   scheduler's lock, so the scheduler's view and the cache's never disagree:
 //   no request is started on a model that a reserved swap is about to evict.
 // - Expected service times (STCF) come from a rolling window per model of
@@ -62,6 +63,10 @@ class Scheduler {
     std::chrono::milliseconds max_wait{5000};  // swap-aware's aging bound
     size_t max_queue = 1024;                   // queued requests; more get 503
     std::chrono::milliseconds queue_timeout{300000};
+    // Models decoding at once; 0: no limit. Each model's batch already uses
+    // all its threads, so on a CPU a second model decoding beside it only
+    // steals cores (llama.cpp's threads spin), and both slow down.
+    size_t max_active_models = 0;
     size_t service_window = 100;  // observations per model for STCF
   };
   struct ModelSlots {
@@ -125,7 +130,8 @@ class Scheduler {
     size_t max_queue = 0;
     size_t queued = 0;
     uint64_t admitted = 0, rejected_queue_full = 0, rejected_model_busy = 0, timed_out = 0;
-    double longest_queue_ms = 0;  // the longest arrival-to-start seen
+    double longest_queue_ms = 0;    // the longest arrival-to-start seen
+    double longest_service_ms = 0;  // the longest run on a resident model seen
     std::vector<ModelStats> models;
   };
   Stats stats() const;

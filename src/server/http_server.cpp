@@ -500,6 +500,7 @@ nlohmann::json HttpServer::state_json() const {
             {"rejected_model_busy", sched.rejected_model_busy},
             {"timed_out", sched.timed_out},
             {"longest_queue_ms", sched.longest_queue_ms},
+            {"longest_service_ms", sched.longest_service_ms},
             {"models", queues}}},
           {"process",
            {{"rss_bytes", process_rss_bytes()}, {"peak_rss_bytes", process_peak_rss_bytes()}}}};

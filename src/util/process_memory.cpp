@@ -30,4 +30,8 @@ void return_large_frees_to_the_kernel() {
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
 }
 
+void release_free_memory() {
+  malloc_trim(0);
+}
+
 }  // namespace calm

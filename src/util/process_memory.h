@@ -17,4 +17,8 @@ uint64_t process_peak_rss_bytes();
 // returned and RSS deltas stop meaning anything. Call once at start.
 void return_large_frees_to_the_kernel();
 
+// Gives memory that is free inside every malloc arena back to the kernel
+// (malloc_trim). Call after freeing something big.
+void release_free_memory();
+
 }  // namespace calm

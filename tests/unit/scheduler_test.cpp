@@ -220,6 +220,20 @@ TEST(Scheduler, RequestThatCannotStartTimesOut) {
   EXPECT_EQ(scheduler.stats().queued, 0u);
 }
 
+TEST(Scheduler, NoMoreModelsDecodeAtOnceThanMaxActiveModels) {
+  ModelCache cache({1000, 0, "lru"}, {{"a", 100}, {"b", 100}}, loader(), unloader());
+  Scheduler scheduler({.policy = "swap-aware", .max_active_models = 1}, cache,
+                      {{"a", 2}, {"b", 2}});
+  auto a1 = scheduler.enter("a");
+  auto a2 = scheduler.enter("a");  // a second slot of the same model is fine
+  auto b1 = std::async(std::launch::async, [&] { return scheduler.enter("b"); });
+  wait_queued(scheduler, 1);  // b would be a second model decoding: it waits
+  a1.reset();
+  EXPECT_EQ(scheduler.stats().queued, 1u);
+  a2.reset();
+  EXPECT_EQ(b1.get()->model(), "b");
+}
+
 TEST(Scheduler, UnknownPolicyIsRejected) {
   ModelCache cache({1000, 0, "lru"}, {{"a", 100}}, loader(), unloader());
   EXPECT_THROW(Scheduler({.policy = "lifo"}, cache, {{"a", 1}}), std::invalid_argument);
