@@ -21,7 +21,18 @@ nlohmann::json FleetReloader::reload() {
   // Build the new router before touching the registry, so a bad embeddings
   // file leaves everything as it was.
   std::shared_ptr<SemanticRouter> router;
-  if (slot_ && config.router) router = make_semantic_router(config, slot_->get());
+  if (slot_ && config.router) {
+    const auto old = slot_->get();
+    router = make_semantic_router(config, old);
+    // The weights the MAPE-K loop chose survive a reload that leaves the
+    // configured ones as they were.
+    const PolicySettings& was = old->settings().policy;
+    const PolicySettings& now = router->settings().policy;
+    if (was.policy == now.policy && was.lambda == now.lambda &&
+        was.lambda_cache == now.lambda_cache && was.correlation_aware == now.correlation_aware) {
+      router->set_policy(old->policy());
+    }
+  }
   if (slot_ && !config.router)
     spdlog::warn("reload: the router section is gone; routing stays on until a restart");
   if (!slot_ && config.router)

@@ -1,16 +1,22 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 
 #include "app/commands.h"
 #include "app/fleet_reloader.h"
 #include "config/fleet_config.h"
+#include "knowledge/knowledge_store.h"
+#include "mapek/mape_loop.h"
+#include "meters/energy_attributor.h"
+#include "meters/make_energy_meter.h"
 #include "registry/registry.h"
 #include "router/router.h"
 #include "router/router_factory.h"
 #include "server/http_server.h"
+#include "server/server_metrics.h"
 
 namespace calm {
 namespace {
@@ -114,7 +120,40 @@ Command add_serve_command(CLI::App& app) {
     } else {
       router = std::make_unique<ModelNameRouter>(registry);
     }
-    HttpServer server(config.server, {registry, *router, *resident, scheduler, semantic});
+    // The MAPE-K loop. Without a `loop:` section it still monitors (energy
+    // and memory reach the QoS windows) but never plans.
+    LoopConfig loop_config;
+    loop_config.enabled = false;
+    if (config.loop) loop_config = *config.loop;
+    std::unique_ptr<EnergyMeter> meter;
+    try {
+      EnergyMeterOptions meter_options;
+      meter_options.prefer = loop_config.energy_meter;
+      meter_options.watts_per_core = loop_config.watts_per_core;
+      meter = make_energy_meter(meter_options);
+    } catch (const std::exception& e) {
+      std::cerr << "calm serve: " << config.source << ": loop.energy_meter: " << e.what() << "\n";
+      return 2;
+    }
+    EnergyAttributor energy(*meter);
+    std::shared_ptr<KnowledgeStore> knowledge;
+    if (!loop_config.knowledge.empty()) {
+      try {
+        std::filesystem::create_directories(
+            std::filesystem::path(loop_config.knowledge).parent_path());
+        knowledge = std::make_shared<KnowledgeStore>(loop_config.knowledge);
+      } catch (const std::exception& e) {
+        std::cerr << "calm serve: " << config.source << ": loop.knowledge: " << e.what() << "\n";
+        return 2;
+      }
+    }
+    MapeLoop loop(loop_config, semantic, knowledge);
+    ServerMetrics metrics(resident->cache(), scheduler, loop);
+    spdlog::info("energy: {}; MAPE-K loop {}", meter->source(),
+                 loop_config.enabled ? "on" : "off (monitoring only)");
+
+    HttpServer server(config.server, {registry, *router, *resident, scheduler, semantic, &loop,
+                                      &energy, &metrics});
     FleetReloader reloader(args->config, registry, *resident, scheduler, semantic);
     server.set_reload_handler([&reloader] { return reloader.reload(); });
     int port = 0;
@@ -127,6 +166,7 @@ Command add_serve_command(CLI::App& app) {
     handle_signals(server, reloader);
     registry.load_all();
     resident->preload();
+    loop.start();
     const auto budget = resident->cache().stats().budget_bytes;
     spdlog::info("model cache: {:.1f} MiB budget, {} eviction; scheduler: {}", budget / 1048576.0,
                  config.cache.eviction, config.scheduler.policy);

@@ -155,6 +155,13 @@ bool ModelCache::can_acquire_now(const std::string& id) const {
   return false;
 }
 
+std::optional<uint64_t> ModelCache::charged_bytes(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  const auto it = models_.find(id);
+  if (it == models_.end()) return std::nullopt;
+  return it->second.bytes;
+}
+
 bool ModelCache::resident_or_loading(const std::string& id) const {
   std::lock_guard lock(mutex_);
   const auto it = models_.find(id);

@@ -129,6 +129,9 @@ class ModelCache {
   std::vector<std::string> unload_idle(std::chrono::milliseconds idle);
   // Whether try_acquire(id) would succeed now, without reserving anything.
   bool can_acquire_now(const std::string& id) const;
+  // What the model is charged now (measured once it has loaded); nullopt for
+  // an unknown id. Thread-safe, cheap.
+  std::optional<uint64_t> charged_bytes(const std::string& id) const;
   // Whether the model is resident or loading (work for it needs no new swap).
   bool resident_or_loading(const std::string& id) const;
 

@@ -211,6 +211,8 @@ ModelConfig parse_model(const YAML::Node& node, const std::string& source, size_
   if (fields.has("preload")) model.preload = fields.boolean("preload", false);
   model.max_in_flight =
       static_cast<int>(fields.integer("max_in_flight", model.max_in_flight, 0, 1 << 20));
+  model.inject_delay_ms =
+      static_cast<int>(fields.integer("inject_delay_ms", model.inject_delay_ms, 0, 600000));
   fields.reject_unknown();
   return model;
 }
@@ -304,7 +306,77 @@ SchedulerConfig parse_scheduler(const YAML::Node& node, const std::string& sourc
   return scheduler;
 }
 
+fs::path resolve(const std::string& text, const fs::path& base_dir) {
+  fs::path path = text;
+  if (path.string().rfind("~/", 0) == 0) {
+    const char* home = std::getenv("HOME");
+    path = fs::path(home ? home : "") / path.string().substr(2);
+  }
+  if (path.is_relative()) path = base_dir / path;
+  return path.lexically_normal();
+}
+
+LoopConfig parse_loop(const YAML::Node& node, const std::string& source, const fs::path& base_dir) {
+  LoopConfig loop;
+  Fields fields(node.IsNull() ? YAML::Node(YAML::NodeType::Map) : node, source, "loop");
+  loop.enabled = fields.boolean("enabled", loop.enabled);
+  loop.period = seconds_field(fields, "period_s", loop.period);
+  if (fields.has("goals_file")) {
+    loop.goals_file = resolve(fields.string("goals_file", ""), base_dir).string();
+    try {
+      loop.goals = load_goals_file(loop.goals_file);
+    } catch (const ConfigError& e) {
+      fields.fail("goals_file", e.what());
+    }
+  }
+  if (fields.has("knowledge"))
+    loop.knowledge = resolve(fields.string("knowledge", ""), base_dir).string();
+  loop.energy_meter =
+      one_of(fields, "energy_meter", loop.energy_meter, {"auto", "nvml", "rapl", "cpu-time"});
+  loop.watts_per_core = fields.number("watts_per_core", loop.watts_per_core, 0.001, 10000);
+  fields.reject_unknown();
+  return loop;
+}
+
 }  // namespace
+
+Goals load_goals_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot open the goals file");
+  std::stringstream text;
+  text << in.rdbuf();
+  YAML::Node root;
+  try {
+    root = YAML::Load(text.str());
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(path + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+  }
+  if (!root.IsMap()) throw ConfigError(path + ": expected a mapping with 'goals'");
+  Goals goals;
+  Fields top(root, path, "");
+  const YAML::Node list = top.get("goals");
+  if (!list.IsDefined() || list.IsNull()) top.fail("goals", "is required");
+  Fields g(list, path, "goals");
+  auto optional_number = [&](const std::string& key, double min, double max) {
+    return g.has(key) ? std::optional<double>(g.number(key, 0, min, max)) : std::nullopt;
+  };
+  goals.latency_p95_ms = optional_number("latency_p95_ms", 0.001, 1e9);
+  goals.energy_per_request_j = optional_number("energy_per_request_j", 1e-9, 1e12);
+  goals.confidence_min = optional_number("confidence_min", 0, 1);
+  g.reject_unknown();
+  goals.window =
+      static_cast<size_t>(top.integer("window", static_cast<long long>(goals.window), 5, 1000000));
+  if (top.has("controller")) {
+    Fields c(top.get("controller"), path, "controller");
+    goals.lambda_step = c.number("lambda_step", goals.lambda_step, 1e-6, 100);
+    goals.lambda_max = c.number("lambda_max", goals.lambda_max, 0, 1000);
+    goals.relax_margin = c.number("relax_margin", goals.relax_margin, 0.01, 1);
+    goals.relax_after = static_cast<int>(c.integer("relax_after", goals.relax_after, 1, 100000));
+    c.reject_unknown();
+  }
+  top.reject_unknown();
+  return goals;
+}
 
 std::optional<uint64_t> parse_byte_size(const std::string& text) {
   size_t end = 0;
@@ -381,6 +453,8 @@ FleetConfig parse_fleet_config(const std::string& yaml_text, const std::string& 
   }
   config.cache = parse_cache(top.get("cache"), source);
   config.scheduler = parse_scheduler(top.get("scheduler"), source);
+  const YAML::Node loop = top.get("loop");
+  if (loop.IsDefined()) config.loop = parse_loop(loop, source, base_dir);
   top.reject_unknown();
   return config;
 }

@@ -40,8 +40,15 @@
 //     queue_timeout_s: 300                  # a request not started by then gets 503
 //     max_active_models: 0                  # models decoding at once (CPU: cores / threads); 0 =
 //     no limit
+//   loop:                                   # optional: the MAPE-K loop
+//     period_s: 1                           # how often it analyses, plans and adapts
+//     goals_file: goals.yaml                # latency_p95_ms, energy_per_request_j, confidence_min
+//     knowledge: calm-knowledge.db          # SQLite file that keeps what it learnt across restarts
+//     energy_meter: auto                    # auto | nvml | rapl | cpu-time
+//     watts_per_core: 15                    # power figure of the cpu-time estimate
 //   (per model: `pinned: true` is never evicted, `preload: true` loads at start,
-//    `max_in_flight: N` answers 429 beyond N queued + running requests)
+//    `max_in_flight: N` answers 429 beyond N queued + running requests,
+//    `inject_delay_ms: N` delays its answers, for fault-injection tests)
 //
 // Every error names the file, the line and the field, e.g.
 //   fleet.yaml:7: models[0].gguf: file not found: /abs/path/tiny.gguf
@@ -80,6 +87,9 @@ struct ModelConfig {
   bool pinned = false;          // never evicted from the cache
   std::optional<bool> preload;  // load at start; unset: yes unless cache.budget is set
   int max_in_flight = 0;        // queued + running; more get 429; 0: no limit
+  // Fault injection, for testing the loop: every answer of this model is
+  // delayed this long before it starts. 0: none.
+  int inject_delay_ms = 0;
 
   // kRemote
   std::string base_url;
@@ -126,6 +136,28 @@ struct SchedulerConfig {
   size_t max_active_models = 0;  // 0: no limit
 };
 
+// The MAPE-K loop's goals (a goals file). Unset goals are not checked.
+struct Goals {
+  std::optional<double> latency_p95_ms;        // p95 end-to-end latency, at most
+  std::optional<double> energy_per_request_j;  // mean energy per request, at most
+  std::optional<double> confidence_min;        // mean confidence, at least
+  size_t window = 50;                          // recent requests the checks read
+  double lambda_step = 0.5;                    // how much one plan moves the routing weight
+  double lambda_max = 8;                       // the weight never goes above this
+  double relax_margin = 0.8;  // relax once the metric is below this share of its goal
+  int relax_after = 5;        // ... in this many analyses in a row
+};
+
+struct LoopConfig {
+  bool enabled = true;
+  std::chrono::milliseconds period{1000};
+  std::string goals_file;             // absolute; empty: no goals (the loop only monitors)
+  Goals goals;                        // read from goals_file
+  std::string knowledge;              // SQLite file, absolute; empty: in memory only
+  std::string energy_meter = "auto";  // auto | nvml | rapl | cpu-time
+  double watts_per_core = 15;         // for the cpu-time estimate
+};
+
 struct FleetConfig {
   std::string source;  // the file it came from
   ServerConfig server;
@@ -133,7 +165,11 @@ struct FleetConfig {
   std::optional<RouterConfig> router;  // absent: requests name their model
   CacheConfig cache;
   SchedulerConfig scheduler;
+  std::optional<LoopConfig> loop;  // absent: no MAPE-K loop
 };
+
+// Reads a goals file. Throws ConfigError naming file, line and field.
+Goals load_goals_file(const std::string& path);
 
 // "2GiB", "512MiB", "1.5GB", "1048576" → bytes; std::nullopt when not a size.
 std::optional<uint64_t> parse_byte_size(const std::string& text);

@@ -41,6 +41,25 @@ void QosWindows::record(const std::string& model, const Observation& observation
   while (window.size() > window_) window.pop_front();
 }
 
+bool QosWindows::record_feedback(const std::string& model, const std::string& response_id,
+                                 double confidence) {
+  std::lock_guard lock(mutex_);
+  const auto it = windows_.find(model);
+  if (it == windows_.end() || response_id.empty()) return false;
+  for (auto& o : it->second) {
+    if (o.response_id == response_id) {
+      o.confidence = confidence;
+      return true;
+    }
+  }
+  return false;
+}
+
+void QosWindows::reset(const std::string& model) {
+  std::lock_guard lock(mutex_);
+  windows_.erase(model);
+}
+
 std::vector<DynamicTerms> QosWindows::terms(const std::vector<std::string>& models) const {
   std::lock_guard lock(mutex_);
   std::vector<DynamicTerms> out(models.size());

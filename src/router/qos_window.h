@@ -27,7 +27,8 @@ struct Observation {
   double latency_ms = 0;
   double energy_j = 0;
   double memory_bytes = 0;
-  double confidence = 0;  // [0, 1]
+  double confidence = 0;    // [0, 1]
+  std::string response_id;  // for feedback on this answer; may be empty
 
   double get(Metric m) const;
 };
@@ -46,6 +47,11 @@ class QosWindows {
   explicit QosWindows(size_t window = 100) : window_(window) {}
 
   void record(const std::string& model, const Observation& observation);
+  // A user's judgement of one answer replaces that answer's confidence, if it
+  // is still in its model's window. False when it is not.
+  bool record_feedback(const std::string& model, const std::string& response_id, double confidence);
+  // Forgets a model's observations (its behaviour changed; see mapek/analyzer.h).
+  void reset(const std::string& model);
   // Normalised terms for each of models, in the same order.
   std::vector<DynamicTerms> terms(const std::vector<std::string>& models) const;
   // Spearman rank correlation between two metrics over all observations of

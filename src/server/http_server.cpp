@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <random>
+#include <thread>
 
 #include "server/api_error.h"
 #include "server/openai_schema.h"
@@ -177,6 +178,9 @@ HttpServer::HttpServer(ServerConfig config, Parts parts)
       semantic_(std::move(parts.semantic)),
       resident_(parts.resident),
       scheduler_(parts.scheduler),
+      loop_(parts.loop),
+      energy_(parts.energy),
+      metrics_(parts.metrics),
       server_(std::make_unique<httplib::Server>()) {
   const int threads = config_.http_threads;
   server_->new_task_queue = [threads] {
@@ -304,7 +308,60 @@ void HttpServer::install_routes() {
     send_json(res, 200, state_json());
   });
 
+  svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    if (!metrics_) {
+      send_error(res, ApiError{404, "metrics are off", "invalid_request_error", "", "not_found"});
+      return;
+    }
+    res.set_content(metrics_->render(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+
+  svr.Get("/v1/calm/adaptations", [this](const httplib::Request& req, httplib::Response& res) {
+    size_t limit = 100;
+    if (req.has_param("limit")) {
+      try {
+        limit = std::stoul(req.get_param_value("limit"));
+      } catch (const std::exception&) {
+        send_error(res, ApiError::bad_request("limit must be a whole number", "limit"));
+        return;
+      }
+    }
+    json list = json::array();
+    if (loop_) {
+      for (auto& a : loop_->adaptations(limit)) list.push_back(std::move(a));
+    }
+    send_json(res, 200, {{"object", "list"}, {"data", list}});
+  });
+
+  svr.Post("/v1/feedback", [this](const httplib::Request& req, httplib::Response& res) {
+    try {
+      const json body = parse_json_body(req.body);
+      if (!body.is_object() || !body.contains("response_id") || !body["response_id"].is_string() ||
+          body["response_id"].get<std::string>().empty()) {
+        throw ApiError::bad_request("response_id (the id of an answer) is required as a string",
+                                    "response_id");
+      }
+      if (!body.contains("score") || !body["score"].is_number_integer() ||
+          body["score"].get<long long>() < 1 || body["score"].get<long long>() > 5) {
+        throw ApiError::bad_request("score must be a whole number from 1 to 5", "score");
+      }
+      const std::string id = body["response_id"];
+      if (!loop_) {
+        throw ApiError{404, "feedback needs the MAPE-K loop: add a `loop:` section",
+                       "invalid_request_error", "", "loop_not_configured"};
+      }
+      if (!loop_->on_feedback(id, body["score"].get<int>())) {
+        throw ApiError{404, "no answer with the id '" + id + "' is known", "invalid_request_error",
+                       "response_id", "response_not_found"};
+      }
+      send_json(res, 200, {{"response_id", id}, {"recorded", true}});
+    } catch (const ApiError& error) {
+      send_error(res, error);
+    }
+  });
+
   auto generate = [this](Endpoint endpoint, const httplib::Request& req, httplib::Response& res) {
+    const auto arrival = std::chrono::steady_clock::now();
     try {
       json body = parse_json_body(req.body);
       ApiRequest request =
@@ -351,21 +408,32 @@ void HttpServer::install_routes() {
         res.set_header("x-calm-queue-ms",
                        std::to_string(static_cast<long long>(ticket->queue_ms())));
       }
+      if (entry.config.inject_delay_ms > 0) {
+        // Fault injection (models[].inject_delay_ms): a slow model, on purpose.
+        std::this_thread::sleep_for(std::chrono::milliseconds(entry.config.inject_delay_ms));
+      }
+      auto energy = std::make_shared<EnergyShare>(energy_);
       auto stream = entry.engine->submit(std::move(request.generation));
       res.set_header("x-calm-model", entry.config.id);
       res.set_header("x-calm-route", decision->reason);
-      auto observe = [this, id = entry.config.id](const GenerationResult& r) {
-        router_.observe(id, r);
-      };
-
       ResponseMeta meta{random_id(endpoint == Endpoint::kChat ? "chatcmpl" : "cmpl"),
                         entry.config.id, unix_now()};
+      RequestMetrics base;
+      base.response_id = meta.id;
+      base.model = entry.config.id;
+      base.routed_by = decision->reason;
+      base.queue_ms = ticket ? ticket->queue_ms() + ticket->load_ms() : 0;
+      auto observe = [this, base, arrival, energy](const GenerationResult& r) {
+        monitor(base, arrival, *energy, r);
+      };
       if (request.stream) {
         res.set_header("Cache-Control", "no-cache");
         res.set_chunked_content_provider(
             "text/event-stream",
             EventStreamWriter(endpoint, meta, request.include_usage, stream, observe),
-            [stream, held, ticket](bool /*success*/) { stream->cancel(); });  // no-op once finished
+            [stream, held, ticket, energy](bool /*success*/) {
+              stream->cancel();  // no-op once finished
+            });
         return;
       }
       const GenerationResult result = stream->wait();
@@ -433,6 +501,28 @@ void HttpServer::install_routes() {
   svr.Post("/v1/completions", [generate](const httplib::Request& req, httplib::Response& res) {
     generate(Endpoint::kCompletion, req, res);
   });
+}
+
+void HttpServer::monitor(RequestMetrics m, std::chrono::steady_clock::time_point arrival,
+                         EnergyShare& energy, const GenerationResult& r) {
+  m.latency_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - arrival).count();
+  m.ttft_ms = r.time_to_first_token_ms;
+  m.tokens_in = r.prompt_tokens;
+  m.tokens_out = r.completion_tokens;
+  const double decode_ms = r.total_ms - r.time_to_first_token_ms;
+  m.decode_tps = decode_ms > 0 ? 1000.0 * std::max(0, r.completion_tokens - 1) / decode_ms : 0;
+  m.energy_j = energy.end();
+  m.energy_source = energy.source();
+  m.memory_bytes = static_cast<double>(resident_.cache().charged_bytes(m.model).value_or(0));
+  m.confidence = confidence_from_logprobs(r.token_logprobs);
+  m.cancelled = r.finish_reason == "cancelled";
+  if (loop_) {
+    loop_->on_request(m);
+  } else {
+    router_.observe(m.model, r);
+  }
+  if (metrics_) metrics_->record(m);
 }
 
 std::string HttpServer::model_status(const Registry::Entry& entry) const {
@@ -503,7 +593,8 @@ nlohmann::json HttpServer::state_json() const {
             {"longest_service_ms", sched.longest_service_ms},
             {"models", queues}}},
           {"process",
-           {{"rss_bytes", process_rss_bytes()}, {"peak_rss_bytes", process_peak_rss_bytes()}}}};
+           {{"rss_bytes", process_rss_bytes()}, {"peak_rss_bytes", process_peak_rss_bytes()}}},
+          {"loop", loop_ ? loop_->state() : json(nullptr)}};
 }
 
 }  // namespace calm

@@ -9,11 +9,15 @@
 //                                are doing (resident bytes, hits, loads, queue)
 //   POST /v1/route               the router's ranking for a body, no inference
 //   POST /v1/calm/reload         re-read the fleet file (also on SIGHUP)
+//   POST /v1/feedback            a user's score (1-5) of an answer, by response id
+//   GET  /v1/calm/adaptations    what the MAPE-K loop changed, and why, newest first
+//   GET  /metrics                Prometheus text format
 //
 // Every error body is OpenAI's error JSON (server/api_error.h). The router
 // (router/router.h) chooses the model; this layer only speaks HTTP.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -21,10 +25,13 @@
 
 #include "cache/resident_set.h"
 #include "config/fleet_config.h"
+#include "mapek/mape_loop.h"
+#include "meters/energy_share.h"
 #include "registry/registry.h"
 #include "router/router.h"
 #include "router/semantic_router.h"
 #include "scheduler/scheduler.h"
+#include "server/server_metrics.h"
 
 namespace httplib {
 class Server;
@@ -46,6 +53,9 @@ class HttpServer {
     Scheduler& scheduler;
     // The router behind `model: auto` and POST /v1/route; may be null.
     std::shared_ptr<SemanticRouterSlot> semantic;
+    MapeLoop* loop = nullptr;            // may be null: no MAPE-K loop
+    EnergyAttributor* energy = nullptr;  // may be null: no energy figures
+    ServerMetrics* metrics = nullptr;    // may be null: no /metrics
   };
   HttpServer(ServerConfig config, Parts parts);
   ~HttpServer();
@@ -65,6 +75,9 @@ class HttpServer {
  private:
   void install_routes();
   nlohmann::json state_json() const;
+  // Records what one finished request cost (the Monitor's input).
+  void monitor(RequestMetrics m, std::chrono::steady_clock::time_point arrival, EnergyShare& energy,
+               const GenerationResult& result);
   // The model's state for /health and /v1/models: "ready", "unloaded" (loads
   // on demand) or "unavailable: why".
   std::string model_status(const Registry::Entry& entry) const;
@@ -75,6 +88,9 @@ class HttpServer {
   std::shared_ptr<SemanticRouterSlot> semantic_;
   ResidentSet& resident_;
   Scheduler& scheduler_;
+  MapeLoop* loop_;
+  EnergyAttributor* energy_;
+  ServerMetrics* metrics_;
   std::function<nlohmann::json()> reload_;
   std::unique_ptr<httplib::Server> server_;
 };

@@ -214,6 +214,42 @@ TEST_F(FleetConfigTest, BadCacheAndSchedulerValuesNameTheirField) {
             std::string::npos);
 }
 
+TEST_F(FleetConfigTest, LoopSectionReadsItsGoalsFile) {
+  std::ofstream(dir_ / "goals.yaml") << "goals:\n  latency_p95_ms: 800\n  confidence_min: 0.3\n"
+                                        "window: 40\ncontroller: {lambda_step: 0.25}\n";
+  const FleetConfig config = parse(
+      "loop: {period_s: 0.5, goals_file: goals.yaml, knowledge: k.db, energy_meter: cpu-time}\n"
+      "models:\n  - {id: a, gguf: a.gguf, inject_delay_ms: 250}\n");
+  ASSERT_TRUE(config.loop.has_value());
+  EXPECT_EQ(config.loop->period, std::chrono::milliseconds(500));
+  EXPECT_EQ(config.loop->goals.latency_p95_ms, std::optional<double>(800));
+  EXPECT_EQ(config.loop->goals.confidence_min, std::optional<double>(0.3));
+  EXPECT_EQ(config.loop->goals.energy_per_request_j, std::nullopt);
+  EXPECT_EQ(config.loop->goals.window, 40u);
+  EXPECT_DOUBLE_EQ(config.loop->goals.lambda_step, 0.25);
+  EXPECT_EQ(config.loop->knowledge, (dir_ / "k.db").string());
+  EXPECT_EQ(config.loop->energy_meter, "cpu-time");
+  EXPECT_EQ(config.models[0].inject_delay_ms, 250);
+}
+
+TEST_F(FleetConfigTest, BrokenGoalsFileNamesItsFileLineAndField) {
+  const std::string models = "models:\n  - {id: a, gguf: a.gguf}\n";
+  std::ofstream(dir_ / "bad.yaml") << "goals:\n  latency_p95_ms: fast\n";
+  const std::string e1 = error_of("loop: {goals_file: bad.yaml}\n" + models);
+  EXPECT_NE(e1.find("loop.goals_file"), std::string::npos) << e1;
+  EXPECT_NE(e1.find("bad.yaml:2: goals.latency_p95_ms: expected a number"), std::string::npos)
+      << e1;
+  std::ofstream(dir_ / "typo.yaml") << "goals:\n  latency_p59_ms: 800\n";
+  EXPECT_NE(error_of("loop: {goals_file: typo.yaml}\n" + models)
+                .find("goals.latency_p59_ms: unknown field"),
+            std::string::npos);
+  EXPECT_NE(error_of("loop: {goals_file: missing.yaml}\n" + models).find("cannot open"),
+            std::string::npos);
+  std::ofstream(dir_ / "conf.yaml") << "goals:\n  confidence_min: 2\n";
+  EXPECT_NE(error_of("loop: {goals_file: conf.yaml}\n" + models).find("goals.confidence_min"),
+            std::string::npos);
+}
+
 TEST(ByteSize, ParsesUnits) {
   EXPECT_EQ(parse_byte_size("1048576"), std::optional<uint64_t>(1048576));
   EXPECT_EQ(parse_byte_size("512MiB"), std::optional<uint64_t>(512ull << 20));

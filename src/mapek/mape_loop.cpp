@@ -1,0 +1,239 @@
+#include "mapek/mape_loop.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+namespace calm {
+namespace {
+
+constexpr size_t kRecentAdaptations = 1000;
+constexpr size_t kRememberedResponses = 10000;
+
+double unix_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+Observation observation_of(const RequestMetrics& m) {
+  Observation o;
+  o.latency_ms = m.latency_ms;
+  o.energy_j = m.energy_j;
+  o.memory_bytes = m.memory_bytes;
+  o.confidence = m.confidence;
+  o.response_id = m.response_id;
+  return o;
+}
+
+}  // namespace
+
+nlohmann::json policy_json(const PolicySettings& p) {
+  return {{"policy", policy_name(p.policy)},
+          {"lambda", p.lambda},
+          {"lambda_cache", p.lambda_cache},
+          {"correlation_aware", p.correlation_aware}};
+}
+
+MapeLoop::MapeLoop(LoopConfig config, std::shared_ptr<SemanticRouterSlot> router,
+                   std::shared_ptr<KnowledgeStore> knowledge)
+    : config_(std::move(config)),
+      router_(std::move(router)),
+      knowledge_(std::move(knowledge)),
+      analyzer_(config_.goals) {
+  if (router_) planner_ = std::make_unique<Planner>(router_->get()->policy(), config_.goals);
+  restore_windows();
+}
+
+MapeLoop::~MapeLoop() {
+  stop();
+}
+
+void MapeLoop::restore_windows() {
+  if (!knowledge_ || !router_) return;
+  const auto semantic = router_->get();
+  size_t restored = 0;
+  for (const auto& model : knowledge_->models()) {
+    auto records = knowledge_->recent_requests(model, semantic->windows().window());
+    // Oldest first, as they happened.
+    for (auto it = records.rbegin(); it != records.rend(); ++it) {
+      Observation o;
+      o.latency_ms = it->latency_ms;
+      o.energy_j = it->energy_j.value_or(0);
+      o.memory_bytes = static_cast<double>(it->memory_bytes);
+      o.confidence = it->feedback.value_or(it->confidence.value_or(1));
+      o.response_id = it->response_id;
+      semantic->windows().record(model, o);
+      ++restored;
+    }
+  }
+  if (restored > 0)
+    spdlog::info("knowledge: {} observations restored into the QoS windows", restored);
+}
+
+void MapeLoop::start() {
+  if (!config_.enabled || thread_.joinable()) return;
+  thread_ = std::thread([this] { run(); });
+}
+
+void MapeLoop::stop() {
+  {
+    std::lock_guard lock(thread_mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void MapeLoop::run() {
+  std::unique_lock lock(thread_mutex_);
+  while (!wake_.wait_for(lock, config_.period, [&] { return stopping_; })) {
+    lock.unlock();
+    try {
+      tick();
+    } catch (const std::exception& e) {
+      spdlog::error("MAPE-K loop: {}", e.what());
+    }
+    lock.lock();
+  }
+}
+
+void MapeLoop::on_request(const RequestMetrics& m) {
+  if (!m.cancelled && router_) router_->get()->windows().record(m.model, observation_of(m));
+  analyzer_.add(m);
+  {
+    std::lock_guard lock(mutex_);
+    if (!m.response_id.empty() && responders_.emplace(m.response_id, m.model).second) {
+      responder_order_.push_back(m.response_id);
+      if (responder_order_.size() > kRememberedResponses) {
+        responders_.erase(responder_order_.front());
+        responder_order_.pop_front();
+      }
+    }
+  }
+  if (knowledge_) {
+    ServedRequest r;
+    r.response_id = m.response_id;
+    r.ts = unix_seconds();
+    r.model = m.model;
+    r.routed_by = m.routed_by;
+    r.queue_ms = m.queue_ms;
+    r.ttft_ms = m.ttft_ms;
+    r.latency_ms = m.latency_ms;
+    r.tokens_in = m.tokens_in;
+    r.tokens_out = m.tokens_out;
+    r.decode_tps = m.decode_tps;
+    r.energy_j = m.energy_j;
+    r.energy_source = m.energy_source;
+    r.memory_bytes = static_cast<uint64_t>(m.memory_bytes);
+    r.confidence = m.confidence;
+    knowledge_->record_request(r);
+  }
+}
+
+bool MapeLoop::on_feedback(const std::string& response_id, int score) {
+  const double confidence = (score - 1) / 4.0;
+  std::string model;
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = responders_.find(response_id);
+    if (it != responders_.end()) model = it->second;
+  }
+  bool known = !model.empty();
+  if (knowledge_) {
+    try {
+      known = knowledge_->record_feedback(response_id, confidence) || known;
+    } catch (const std::exception& e) {
+      spdlog::error("knowledge: feedback not stored: {}", e.what());
+    }
+  }
+  if (!known) return false;
+  if (!model.empty() && router_) {
+    router_->get()->windows().record_feedback(model, response_id, confidence);
+  }
+  return true;
+}
+
+void MapeLoop::log_adaptation(const std::string& kind, const std::string& reason,
+                              const nlohmann::json& figures, const nlohmann::json& before,
+                              const nlohmann::json& after) {
+  nlohmann::json a = {{"ts", unix_seconds()}, {"kind", kind},     {"reason", reason},
+                      {"figures", figures},   {"before", before}, {"after", after}};
+  spdlog::info("adaptation ({}): {}", kind, reason);
+  if (knowledge_) {
+    Adaptation record;
+    record.kind = kind;
+    record.reason = reason;
+    record.figures = figures;
+    record.before = before;
+    record.after = after;
+    knowledge_->record_adaptation(record);
+  }
+  adaptation_count_++;
+  std::lock_guard lock(mutex_);
+  recent_.push_front(std::move(a));
+  if (recent_.size() > kRecentAdaptations) recent_.pop_back();
+}
+
+std::vector<nlohmann::json> MapeLoop::tick() {
+  std::vector<nlohmann::json> made;
+  const Analysis analysis = analyzer_.analyze();
+  nlohmann::json checks = nlohmann::json::array();
+  for (const auto& g : analysis.goals) {
+    checks.push_back({{"goal", g.goal}, {"target", g.target}, {"value", g.value}, {"met", g.met}});
+  }
+  {
+    std::lock_guard lock(mutex_);
+    last_checks_ = checks;
+  }
+  const auto semantic = router_ ? router_->get() : nullptr;
+
+  // A model whose latency shifted: its window starts over, so routing sees
+  // the new regime at once instead of after `window` requests.
+  for (const auto& shift : analysis.shifts) {
+    if (semantic) semantic->windows().reset(shift.model);
+    const std::string reason = "latency of '" + shift.model + "' shifted " +
+                               (shift.up ? "up" : "down") + " from a mean of " +
+                               std::to_string(static_cast<long long>(shift.mean_before_ms)) +
+                               " ms (Page-Hinkley): its QoS window starts over";
+    log_adaptation("latency-shift", reason,
+                   {{"model", shift.model}, {"mean_before_ms", shift.mean_before_ms}}, nullptr,
+                   nullptr);
+    std::lock_guard lock(mutex_);
+    made.push_back(recent_.front());
+  }
+
+  if (semantic && planner_) {
+    const PolicySettings current = semantic->policy();
+    if (const auto plan = planner_->plan(analysis, current)) {
+      semantic->set_policy(plan->next);  // atomic: the next request routes by it
+      analyzer_.restart_overall();       // judge the new weights on fresh requests
+      log_adaptation("routing-weights", plan->reason, plan->figures, policy_json(current),
+                     policy_json(plan->next));
+      std::lock_guard lock(mutex_);
+      made.push_back(recent_.front());
+    }
+  }
+  return made;
+}
+
+std::vector<nlohmann::json> MapeLoop::adaptations(size_t limit) const {
+  std::lock_guard lock(mutex_);
+  std::vector<nlohmann::json> out;
+  for (const auto& a : recent_) {
+    if (out.size() >= limit) break;
+    out.push_back(a);
+  }
+  return out;
+}
+
+nlohmann::json MapeLoop::state() const {
+  nlohmann::json s = {{"enabled", config_.enabled},
+                      {"period_ms", config_.period.count()},
+                      {"adaptations", adaptation_count_.load()}};
+  if (router_) s["routing"] = policy_json(router_->get()->policy());
+  if (planner_) s["configured_routing"] = policy_json(planner_->base());
+  std::lock_guard lock(mutex_);
+  s["goals"] = last_checks_;
+  return s;
+}
+
+}  // namespace calm

@@ -1,0 +1,97 @@
+// The MAPE-K loop: Monitor, Analyze, Plan, Execute over shared Knowledge.
+//
+//   request threads ──on_request()──► Monitor: QoS windows, analyzer windows,
+//                                      knowledge store (queued), metrics
+//   loop thread, every period:
+//      Analyze  (analyzer.h)  windows vs goals, latency shifts per model
+//      Plan     (planner.h)   one bounded step on the routing weights
+//      Execute                SemanticRouter::set_policy (atomic); a shifted
+//                             model's QoS window starts over
+//      Knowledge              every plan and shift is logged as an adaptation
+//                             with its reason and figures (SQLite, and the
+//                             last 1000 in memory for /v1/calm/adaptations)
+//
+// At start the QoS windows are refilled from the knowledge store, so routing
+// remembers each model's latency, energy and confidence across restarts.
+//
+// Request handling never waits for the loop: on_request() takes two short
+// locks and queues the disk write; the loop's thread does the rest.
+// Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "config/fleet_config.h"
+#include "knowledge/knowledge_store.h"
+#include "mapek/analyzer.h"
+#include "mapek/planner.h"
+#include "mapek/request_metrics.h"
+#include "router/semantic_router.h"
+
+namespace calm {
+
+class MapeLoop {
+ public:
+  // router: may hold null (no routing: the loop monitors and logs only).
+  // knowledge: may be null (nothing persists).
+  MapeLoop(LoopConfig config, std::shared_ptr<SemanticRouterSlot> router,
+           std::shared_ptr<KnowledgeStore> knowledge);
+  ~MapeLoop();
+
+  // Starts the loop's thread (if enabled). Call once.
+  void start();
+  void stop();
+
+  // Monitor: one finished request. Thread-safe, cheap.
+  void on_request(const RequestMetrics& metrics);
+  // A user's score (1-5) of an answer, mapped to confidence (score-1)/4 and
+  // recorded in the answering model's QoS window. False: unknown response id.
+  bool on_feedback(const std::string& response_id, int score);
+
+  // One Analyze-Plan-Execute pass (the thread calls it every period; tests
+  // call it directly). Returns the adaptations it made.
+  std::vector<nlohmann::json> tick();
+
+  // The newest adaptations first (at most `limit`).
+  std::vector<nlohmann::json> adaptations(size_t limit) const;
+  // Current weights, goals and their last check, for /v1/calm/state.
+  nlohmann::json state() const;
+  uint64_t adaptation_count() const { return adaptation_count_.load(); }
+
+ private:
+  void log_adaptation(const std::string& kind, const std::string& reason,
+                      const nlohmann::json& figures, const nlohmann::json& before,
+                      const nlohmann::json& after);
+  void restore_windows();
+  void run();
+
+  const LoopConfig config_;
+  std::shared_ptr<SemanticRouterSlot> router_;
+  std::shared_ptr<KnowledgeStore> knowledge_;
+  Analyzer analyzer_;
+  std::unique_ptr<Planner> planner_;  // set when there is a router
+
+  mutable std::mutex mutex_;
+  std::deque<nlohmann::json> recent_;                        // guarded by mutex_
+  std::unordered_map<std::string, std::string> responders_;  // response id → model; guarded
+  std::deque<std::string> responder_order_;                  // guarded by mutex_ (eviction)
+  nlohmann::json last_checks_ = nlohmann::json::array();     // guarded by mutex_
+  std::atomic<uint64_t> adaptation_count_{0};
+
+  std::mutex thread_mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;  // guarded by thread_mutex_
+  std::thread thread_;
+};
+
+nlohmann::json policy_json(const PolicySettings& p);
+
+}  // namespace calm

@@ -1,0 +1,54 @@
+// Plan: a bounded feedback controller on the routing weights (the P of MAPE-K).
+//
+// The paper chose its lambdas by hand before each run. Here the loop moves
+// them while serving, toward the goals:
+//   - latency goal missed  → route pro-latency and raise lambda by one step
+//                            (never above lambda_max);
+//   - else energy missed   → the same with pro-energy;
+//   - confidence missed    → step back toward the configured policy and
+//                            lambda at once, giving quality (similarity) its
+//                            weight back;
+//   - every goal met with the relax margin to spare for `relax_after`
+//     analyses in a row    → the same step back (the dwell keeps the loop from
+//                            swinging back to a slow model the moment the
+//                            fast one has made the figures look good);
+//   - otherwise            → hold.
+// One step per period, so a plan never overshoots by more than one step, and
+// a goal that is just met is left alone (the margin is the hysteresis).
+//
+// Not thread-safe: the loop's thread owns it.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "mapek/analyzer.h"
+#include "router/scoring.h"
+
+namespace calm {
+
+struct Plan {
+  PolicySettings next;
+  std::string reason;      // one sentence, with the figures
+  nlohmann::json figures;  // what triggered it
+};
+
+class Planner {
+ public:
+  Planner(PolicySettings base, Goals goals) : base_(base), goals_(std::move(goals)) {}
+
+  // Not const: it counts the analyses in a row with every goal comfortably met.
+  std::optional<Plan> plan(const Analysis& analysis, const PolicySettings& current);
+  const PolicySettings& base() const { return base_; }
+
+ private:
+  Plan push(RoutingPolicy toward, const GoalCheck& missed, const PolicySettings& current) const;
+  std::optional<Plan> relax(const std::string& why, const PolicySettings& current) const;
+
+  const PolicySettings base_;
+  const Goals goals_;
+  int comfortable_streak_ = 0;
+};
+
+}  // namespace calm

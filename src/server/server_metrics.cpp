@@ -1,0 +1,122 @@
+#include "server/server_metrics.h"
+
+namespace calm {
+namespace {
+
+const std::vector<double> kSecondsBuckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                          1,     2.5,  5,     10,   30,  60};
+
+// Raises a counter to `total` (the owner's cumulative figure).
+void raise_to(Counter::Child& child, double total) {
+  const double delta = total - child.value();
+  if (delta > 0) child.inc(delta);
+}
+
+}  // namespace
+
+ServerMetrics::ServerMetrics(const ModelCache& cache, const Scheduler& scheduler,
+                             const MapeLoop& loop)
+    : cache_(cache),
+      requests_(registry_.counter("calm_requests_total", "Finished requests.", {"model"})),
+      latency_(registry_.histogram("calm_request_latency_seconds",
+                                   "From arrival at calm to the end of the answer.", {"model"},
+                                   kSecondsBuckets)),
+      ttft_(registry_.histogram("calm_time_to_first_token_seconds",
+                                "From the start of generation to the first token.", {"model"},
+                                kSecondsBuckets)),
+      queue_(registry_.histogram("calm_queue_wait_seconds",
+                                 "In the scheduler's queue, including a model load.", {"model"},
+                                 kSecondsBuckets)),
+      tokens_(registry_.counter("calm_tokens_total", "Tokens read (in) and generated (out).",
+                                {"model", "direction"})),
+      energy_(registry_.counter("calm_energy_joules_total",
+                                "Energy attributed to requests, by the meter that measured it.",
+                                {"model", "source"})),
+      confidence_(registry_.histogram("calm_request_confidence",
+                                      "Geometric mean probability of the generated tokens.",
+                                      {"model"}, {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9})),
+      hits_(registry_.counter("calm_cache_hits_total", "Requests whose model was resident.",
+                              {"model"})),
+      misses_(registry_.counter("calm_cache_misses_total",
+                                "Requests that waited for their model to load.", {"model"})),
+      loads_(registry_.counter("calm_cache_loads_total", "Model loads.", {"model"})),
+      evictions_(registry_.counter("calm_cache_evictions_total", "Models unloaded to make room.",
+                                   {"model"})),
+      adaptations_(registry_.counter("calm_adaptations_total", "Changes made by the MAPE-K loop.")),
+      loop_(loop) {
+  registry_.gauge_callback(
+      "calm_cache_resident_bytes", "Bytes charged to each resident model.", {"model"}, [this] {
+        std::vector<std::pair<std::vector<std::string>, double>> rows;
+        for (const auto& m : cache_.stats().models) {
+          rows.push_back({{m.id}, m.state == "resident" ? static_cast<double>(m.bytes) : 0.0});
+        }
+        return rows;
+      });
+  registry_.gauge_callback("calm_cache_budget_bytes", "The model cache's memory budget.", {},
+                           [this] {
+                             return std::vector<std::pair<std::vector<std::string>, double>>{
+                                 {{}, static_cast<double>(cache_.stats().budget_bytes)}};
+                           });
+  registry_.gauge_callback("calm_cache_used_bytes", "Bytes charged now (incl. swaps under way).",
+                           {}, [this] {
+                             return std::vector<std::pair<std::vector<std::string>, double>>{
+                                 {{}, static_cast<double>(cache_.stats().used_bytes)}};
+                           });
+  registry_.gauge_callback("calm_queue_depth", "Requests waiting in the scheduler's queue.",
+                           {"model"}, [&scheduler] {
+                             std::vector<std::pair<std::vector<std::string>, double>> rows;
+                             for (const auto& m : scheduler.stats().models) {
+                               rows.push_back({{m.id}, static_cast<double>(m.queued)});
+                             }
+                             return rows;
+                           });
+  registry_.gauge_callback("calm_requests_running", "Requests holding one of a model's slots.",
+                           {"model"}, [&scheduler] {
+                             std::vector<std::pair<std::vector<std::string>, double>> rows;
+                             for (const auto& m : scheduler.stats().models) {
+                               rows.push_back({{m.id}, static_cast<double>(m.running)});
+                             }
+                             return rows;
+                           });
+  registry_.gauge_callback("calm_routing_lambda",
+                           "The routing weight in use, by policy (the loop moves it).", {"policy"},
+                           [this] {
+                             std::vector<std::pair<std::vector<std::string>, double>> rows;
+                             const auto s = loop_.state();
+                             if (s.contains("routing")) {
+                               rows.push_back({{s["routing"]["policy"].get<std::string>()},
+                                               s["routing"]["lambda"].get<double>()});
+                             }
+                             return rows;
+                           });
+}
+
+void ServerMetrics::record(const RequestMetrics& m) {
+  if (m.cancelled) return;
+  requests_.labels({m.model}).inc();
+  latency_.labels({m.model}).observe(m.latency_ms / 1000.0);
+  ttft_.labels({m.model}).observe(m.ttft_ms / 1000.0);
+  queue_.labels({m.model}).observe(m.queue_ms / 1000.0);
+  tokens_.labels({m.model, "in"}).inc(m.tokens_in);
+  tokens_.labels({m.model, "out"}).inc(m.tokens_out);
+  if (!m.energy_source.empty()) energy_.labels({m.model, m.energy_source}).inc(m.energy_j);
+  confidence_.labels({m.model}).observe(m.confidence);
+}
+
+void ServerMetrics::sync_cache_counters() {
+  std::lock_guard lock(sync_mutex_);
+  for (const auto& m : cache_.stats().models) {
+    raise_to(hits_.labels({m.id}), static_cast<double>(m.hits));
+    raise_to(misses_.labels({m.id}), static_cast<double>(m.misses));
+    raise_to(loads_.labels({m.id}), static_cast<double>(m.loads));
+    raise_to(evictions_.labels({m.id}), static_cast<double>(m.evictions));
+  }
+  raise_to(adaptations_.labels(), static_cast<double>(loop_.adaptation_count()));
+}
+
+std::string ServerMetrics::render() {
+  sync_cache_counters();
+  return registry_.render();
+}
+
+}  // namespace calm

@@ -1,0 +1,59 @@
+// What GET /metrics shows: calm's Prometheus metrics.
+//
+// Per request (recorded by the Monitor, server/http_server.cpp):
+//   calm_requests_total{model}                      finished requests
+//   calm_request_latency_seconds{model}             histogram, arrival to end
+//   calm_time_to_first_token_seconds{model}         histogram
+//   calm_queue_wait_seconds{model}                  histogram, incl. a model load
+//   calm_tokens_total{model,direction="in"|"out"}
+//   calm_energy_joules_total{model,source}          source: the meter's name
+//   calm_request_confidence{model}                  histogram, [0, 1]
+// Read at each scrape from the parts that own them:
+//   calm_cache_{hits,misses,loads,evictions}_total{model}
+//   calm_cache_resident_bytes{model}, calm_cache_budget_bytes, calm_cache_used_bytes
+//   calm_queue_depth{model}, calm_requests_running{model}
+//   calm_routing_lambda{policy}, calm_adaptations_total
+//
+// Thread-safe.
+#pragma once
+
+#include <string>
+
+#include "cache/model_cache.h"
+#include "mapek/mape_loop.h"
+#include "mapek/request_metrics.h"
+#include "metrics/prometheus.h"
+#include "scheduler/scheduler.h"
+
+namespace calm {
+
+class ServerMetrics {
+ public:
+  ServerMetrics(const ModelCache& cache, const Scheduler& scheduler, const MapeLoop& loop);
+
+  void record(const RequestMetrics& m);
+  std::string render();
+
+ private:
+  // Brings the counters that live elsewhere (the cache's) up to date.
+  void sync_cache_counters();
+
+  const ModelCache& cache_;
+  MetricsRegistry registry_;
+  Counter& requests_;
+  Histogram& latency_;
+  Histogram& ttft_;
+  Histogram& queue_;
+  Counter& tokens_;
+  Counter& energy_;
+  Histogram& confidence_;
+  Counter& hits_;
+  Counter& misses_;
+  Counter& loads_;
+  Counter& evictions_;
+  Counter& adaptations_;
+  const MapeLoop& loop_;
+  std::mutex sync_mutex_;  // one scrape brings the counters up to date at a time
+};
+
+}  // namespace calm
