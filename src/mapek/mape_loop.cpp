@@ -9,6 +9,7 @@ namespace {
 
 constexpr size_t kRecentAdaptations = 1000;
 constexpr size_t kRememberedResponses = 10000;
+constexpr size_t kKeptAfterShift = 4;
 
 double unix_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -41,6 +42,18 @@ MapeLoop::MapeLoop(LoopConfig config, std::shared_ptr<SemanticRouterSlot> router
       analyzer_(config_.goals) {
   if (router_) planner_ = std::make_unique<Planner>(router_->get()->policy(), config_.goals);
   restore_windows();
+  if (knowledge_) {
+    nlohmann::json goals = nlohmann::json::object();
+    const Goals& g = config_.goals;
+    if (g.latency_p95_ms) goals["latency_p95_ms"] = {{"max", *g.latency_p95_ms}};
+    if (g.energy_per_request_j) goals["energy_per_request_j"] = {{"max", *g.energy_per_request_j}};
+    if (g.confidence_min) goals["confidence_min"] = {{"min", *g.confidence_min}};
+    try {
+      knowledge_->set_goals(goals);
+    } catch (const std::exception& e) {
+      spdlog::error("knowledge: goals not stored: {}", e.what());
+    }
+  }
 }
 
 MapeLoop::~MapeLoop() {
@@ -186,14 +199,15 @@ std::vector<nlohmann::json> MapeLoop::tick() {
   }
   const auto semantic = router_ ? router_->get() : nullptr;
 
-  // A model whose latency shifted: its window starts over, so routing sees
-  // the new regime at once instead of after `window` requests.
+  // A model whose latency shifted: its window keeps only the newest
+  // observations (those the detector fired on), so routing sees the new
+  // regime at once instead of after `window` requests.
   for (const auto& shift : analysis.shifts) {
-    if (semantic) semantic->windows().reset(shift.model);
-    const std::string reason = "latency of '" + shift.model + "' shifted " +
-                               (shift.up ? "up" : "down") + " from a mean of " +
-                               std::to_string(static_cast<long long>(shift.mean_before_ms)) +
-                               " ms (Page-Hinkley): its QoS window starts over";
+    if (semantic) semantic->windows().keep_newest(shift.model, kKeptAfterShift);
+    const std::string reason =
+        "latency of '" + shift.model + "' shifted " + (shift.up ? "up" : "down") +
+        " from a mean of " + std::to_string(static_cast<long long>(shift.mean_before_ms)) +
+        " ms (Page-Hinkley): its QoS window keeps only its newest observations";
     log_adaptation("latency-shift", reason,
                    {{"model", shift.model}, {"mean_before_ms", shift.mean_before_ms}}, nullptr,
                    nullptr);
@@ -229,7 +243,21 @@ nlohmann::json MapeLoop::state() const {
   nlohmann::json s = {{"enabled", config_.enabled},
                       {"period_ms", config_.period.count()},
                       {"adaptations", adaptation_count_.load()}};
-  if (router_) s["routing"] = policy_json(router_->get()->policy());
+  if (router_) {
+    const auto semantic = router_->get();
+    s["routing"] = policy_json(semantic->policy());
+    // Spearman's rho between the metrics over the QoS windows: what the
+    // correlation-aware weights (router.correlation_aware) divide by.
+    nlohmann::json rho = nlohmann::json::object();
+    for (size_t a = 0; a < kMetricCount; ++a) {
+      for (size_t b = a + 1; b < kMetricCount; ++b) {
+        rho[std::string(metric_name(static_cast<Metric>(a))) + "~" +
+            metric_name(static_cast<Metric>(b))] =
+            semantic->windows().spearman(static_cast<Metric>(a), static_cast<Metric>(b));
+      }
+    }
+    s["correlations"] = rho;
+  }
   if (planner_) s["configured_routing"] = policy_json(planner_->base());
   std::lock_guard lock(mutex_);
   s["goals"] = last_checks_;

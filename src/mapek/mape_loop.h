@@ -6,7 +6,8 @@
 //      Analyze  (analyzer.h)  windows vs goals, latency shifts per model
 //      Plan     (planner.h)   one bounded step on the routing weights
 //      Execute                SemanticRouter::set_policy (atomic); a shifted
-//                             model's QoS window starts over
+//                             model's QoS window keeps only its newest
+//                             observations
 //      Knowledge              every plan and shift is logged as an adaptation
 //                             with its reason and figures (SQLite, and the
 //                             last 1000 in memory for /v1/calm/adaptations)

@@ -55,9 +55,11 @@ bool QosWindows::record_feedback(const std::string& model, const std::string& re
   return false;
 }
 
-void QosWindows::reset(const std::string& model) {
+void QosWindows::keep_newest(const std::string& model, size_t n) {
   std::lock_guard lock(mutex_);
-  windows_.erase(model);
+  const auto it = windows_.find(model);
+  if (it == windows_.end()) return;
+  while (it->second.size() > n) it->second.pop_front();
 }
 
 std::vector<DynamicTerms> QosWindows::terms(const std::vector<std::string>& models) const {

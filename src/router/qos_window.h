@@ -50,8 +50,10 @@ class QosWindows {
   // A user's judgement of one answer replaces that answer's confidence, if it
   // is still in its model's window. False when it is not.
   bool record_feedback(const std::string& model, const std::string& response_id, double confidence);
-  // Forgets a model's observations (its behaviour changed; see mapek/analyzer.h).
-  void reset(const std::string& model);
+  // Keeps only a model's newest `n` observations: its behaviour changed (see
+  // mapek/analyzer.h), and the older ones describe the regime that ended.
+  // (Not all: a model with none looks like the fastest, as at cold start.)
+  void keep_newest(const std::string& model, size_t n);
   // Normalised terms for each of models, in the same order.
   std::vector<DynamicTerms> terms(const std::vector<std::string>& models) const;
   // Spearman rank correlation between two metrics over all observations of
