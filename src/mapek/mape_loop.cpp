@@ -35,10 +35,12 @@ nlohmann::json policy_json(const PolicySettings& p) {
 }
 
 MapeLoop::MapeLoop(LoopConfig config, std::shared_ptr<SemanticRouterSlot> router,
-                   std::shared_ptr<KnowledgeStore> knowledge)
+                   std::shared_ptr<KnowledgeStore> knowledge, Scheduler* scheduler)
     : config_(std::move(config)),
       router_(std::move(router)),
       knowledge_(std::move(knowledge)),
+      scheduler_(scheduler),
+      configured_max_wait_(scheduler ? scheduler->max_wait() : std::chrono::milliseconds(0)),
       analyzer_(config_.goals) {
   if (router_) planner_ = std::make_unique<Planner>(router_->get()->policy(), config_.goals);
   restore_windows();
@@ -215,6 +217,24 @@ std::vector<nlohmann::json> MapeLoop::tick() {
     made.push_back(recent_.front());
   }
 
+  // The scheduler's lever: only swap-aware reads max_wait.
+  if (scheduler_ && scheduler_->stats().policy == "swap-aware" && config_.enabled) {
+    const auto current = scheduler_->max_wait();
+    const Planner planner(PolicySettings{}, config_.goals);
+    if (const auto next = planner.plan_max_wait(analysis, current, configured_max_wait_)) {
+      scheduler_->set_max_wait(*next);
+      const bool tighter = *next < current;
+      log_adaptation("scheduler-max-wait",
+                     std::string(tighter ? "latency goal missed" : "every goal met with margin") +
+                         ": swap-aware max_wait " + std::to_string(current.count()) + " -> " +
+                         std::to_string(next->count()) + " ms",
+                     {{"p95_ms", analysis.overall.latency_p95_ms}},
+                     {{"max_wait_ms", current.count()}}, {{"max_wait_ms", next->count()}});
+      std::lock_guard lock(mutex_);
+      made.push_back(recent_.front());
+    }
+  }
+
   if (semantic && planner_) {
     const PolicySettings current = semantic->policy();
     if (const auto plan = planner_->plan(analysis, current)) {
@@ -241,6 +261,8 @@ std::vector<nlohmann::json> MapeLoop::adaptations(size_t limit) const {
 
 nlohmann::json MapeLoop::state() const {
   nlohmann::json s = {{"enabled", config_.enabled},
+                      {"scheduler_max_wait_ms",
+                       scheduler_ ? nlohmann::json(scheduler_->max_wait().count()) : nullptr},
                       {"period_ms", config_.period.count()},
                       {"adaptations", adaptation_count_.load()}};
   if (router_) {

@@ -4,8 +4,10 @@
 //                                      knowledge store (queued), metrics
 //   loop thread, every period:
 //      Analyze  (analyzer.h)  windows vs goals, latency shifts per model
-//      Plan     (planner.h)   one bounded step on the routing weights
-//      Execute                SemanticRouter::set_policy (atomic); a shifted
+//      Plan     (planner.h)   one bounded step on the routing weights, and
+//                             on the scheduler's swap-aware max_wait
+//      Execute                SemanticRouter::set_policy and
+//                             Scheduler::set_max_wait (atomic); a shifted
 //                             model's QoS window keeps only its newest
 //                             observations
 //      Knowledge              every plan and shift is logged as an adaptation
@@ -36,6 +38,7 @@
 #include "mapek/planner.h"
 #include "mapek/request_metrics.h"
 #include "router/semantic_router.h"
+#include "scheduler/scheduler.h"
 
 namespace calm {
 
@@ -43,8 +46,9 @@ class MapeLoop {
  public:
   // router: may hold null (no routing: the loop monitors and logs only).
   // knowledge: may be null (nothing persists).
+  // scheduler: may be null (its max_wait is then not adapted).
   MapeLoop(LoopConfig config, std::shared_ptr<SemanticRouterSlot> router,
-           std::shared_ptr<KnowledgeStore> knowledge);
+           std::shared_ptr<KnowledgeStore> knowledge, Scheduler* scheduler = nullptr);
   ~MapeLoop();
 
   // Starts the loop's thread (if enabled). Call once.
@@ -77,6 +81,8 @@ class MapeLoop {
   const LoopConfig config_;
   std::shared_ptr<SemanticRouterSlot> router_;
   std::shared_ptr<KnowledgeStore> knowledge_;
+  Scheduler* scheduler_;
+  std::chrono::milliseconds configured_max_wait_{0};
   Analyzer analyzer_;
   std::unique_ptr<Planner> planner_;  // set when there is a router
 

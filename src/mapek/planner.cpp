@@ -109,4 +109,20 @@ std::optional<Plan> Planner::plan(const Analysis& a, const PolicySettings& curre
   return std::nullopt;
 }
 
+std::optional<std::chrono::milliseconds> Planner::plan_max_wait(
+    const Analysis& a, std::chrono::milliseconds current,
+    std::chrono::milliseconds configured) const {
+  if (!a.enough_data || a.goals.empty()) return std::nullopt;
+  const GoalCheck* latency = find(a, "latency_p95_ms");
+  std::chrono::milliseconds next = current;
+  if (latency && !latency->met) {
+    next = std::max(configured / 8, current / 2);
+  } else if (std::all_of(a.goals.begin(), a.goals.end(),
+                         [](const GoalCheck& g) { return g.comfortably; })) {
+    next = std::min(configured, current * 2);
+  }
+  if (next == current) return std::nullopt;
+  return next;
+}
+
 }  // namespace calm

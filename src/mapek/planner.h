@@ -16,9 +16,15 @@
 // One step per period, so a plan never overshoots by more than one step, and
 // a goal that is just met is left alone (the margin is the hysteresis).
 //
+// The scheduler's lever, plan_max_wait(): swap-aware's aging bound trades
+// loads (and their energy) for tail latency. While the latency goal is missed
+// it is halved, down to an eighth of the configured bound; once every goal is
+// comfortably met it doubles back, up to the configured bound.
+//
 // Not thread-safe: the loop's thread owns it.
 #pragma once
 
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -41,6 +47,12 @@ class Planner {
   // Not const: it counts the analyses in a row with every goal comfortably met.
   std::optional<Plan> plan(const Analysis& analysis, const PolicySettings& current);
   const PolicySettings& base() const { return base_; }
+
+  // The scheduler's max_wait for the next period, if it should change.
+  // `configured` is the fleet file's. Const: reads only the analysis.
+  std::optional<std::chrono::milliseconds> plan_max_wait(
+      const Analysis& analysis, std::chrono::milliseconds current,
+      std::chrono::milliseconds configured) const;
 
  private:
   Plan push(RoutingPolicy toward, const GoalCheck& missed, const PolicySettings& current) const;

@@ -15,7 +15,8 @@ double ms_between(SchedClock::time_point from, SchedClock::time_point to) {
 Scheduler::Scheduler(Options options, ModelCache& cache, std::vector<ModelSlots> models)
     : options_(std::move(options)),
       cache_(cache),
-      policy_(make_queue_policy(options_.policy, options_.max_wait)) {
+      policy_(make_queue_policy(options_.policy, options_.max_wait)),
+      max_wait_(options_.max_wait) {
   if (!policy_) throw std::invalid_argument("unknown scheduler policy '" + options_.policy + "'");
   update_models(std::move(models));
   cache_.set_on_change([this] { dispatch(); });
@@ -77,6 +78,20 @@ ModelAvailability Scheduler::availability_locked(const std::string& model) const
     if (active >= options_.max_active_models) a.has_free_slot = a.can_load = false;
   }
   return a;
+}
+
+void Scheduler::set_max_wait(std::chrono::milliseconds max_wait) {
+  {
+    std::lock_guard lock(mutex_);
+    max_wait_ = max_wait;
+    policy_ = make_queue_policy(options_.policy, max_wait);
+  }
+  dispatch();  // requests may be overdue under the new bound
+}
+
+std::chrono::milliseconds Scheduler::max_wait() const {
+  std::lock_guard lock(mutex_);
+  return max_wait_;
 }
 
 void Scheduler::dispatch() {
@@ -206,7 +221,7 @@ Scheduler::Stats Scheduler::stats() const {
   std::lock_guard lock(mutex_);
   Stats s = counters_;
   s.policy = policy_->name();
-  s.max_wait_ms = static_cast<double>(options_.max_wait.count());
+  s.max_wait_ms = static_cast<double>(max_wait_.count());
   s.max_queue = options_.max_queue;
   s.queued = queue_.size();
   for (const auto& [id, m] : models_) {

@@ -113,6 +113,11 @@ class Scheduler {
   // model the scheduler does not know.
   std::unique_ptr<Ticket> enter(const std::string& model);
 
+  // swap-aware's aging bound, now; the MAPE-K loop moves it (see
+  // mapek/planner.h). Thread-safe; takes effect at the next pick.
+  void set_max_wait(std::chrono::milliseconds max_wait);
+  std::chrono::milliseconds max_wait() const;
+
   // Picks and starts every request that can start now. Thread-safe; called on
   // every change, and by the cache's change callback.
   void dispatch();
@@ -161,6 +166,7 @@ class Scheduler {
   const Options options_;
   ModelCache& cache_;
   std::unique_ptr<QueuePolicy> policy_;  // guarded by mutex_
+  std::chrono::milliseconds max_wait_;   // guarded by mutex_
   mutable std::mutex mutex_;
   std::map<std::string, Model> models_;  // guarded by mutex_
   std::deque<QueuedRequest> queue_;      // guarded by mutex_

@@ -167,6 +167,24 @@ TEST(Planner, MissedConfidenceGoalGivesQualityBackFirst) {
   EXPECT_LT(p->next.lambda, 2.0);
 }
 
+TEST(Planner, MaxWaitHalvesWhileLatencyIsMissedAndReturnsWhenMetWithMargin) {
+  using std::chrono::milliseconds;
+  const Planner planner(configured(), latency_goal(100));
+  const Analysis missed = analysis_with({"latency_p95_ms", 100, 300, false, false});
+  const Analysis easy = analysis_with({"latency_p95_ms", 100, 40, true, true});
+  const Analysis tight = analysis_with({"latency_p95_ms", 100, 95, true, false});
+  const milliseconds configured_wait(4000);
+  EXPECT_EQ(planner.plan_max_wait(missed, milliseconds(4000), configured_wait),
+            std::optional<milliseconds>(2000));
+  EXPECT_EQ(planner.plan_max_wait(missed, milliseconds(500), configured_wait), std::nullopt)
+      << "never below an eighth of the configured bound";
+  EXPECT_EQ(planner.plan_max_wait(tight, milliseconds(1000), configured_wait), std::nullopt);
+  EXPECT_EQ(planner.plan_max_wait(easy, milliseconds(1000), configured_wait),
+            std::optional<milliseconds>(2000));
+  EXPECT_EQ(planner.plan_max_wait(easy, milliseconds(4000), configured_wait), std::nullopt)
+      << "never above the configured bound";
+}
+
 TEST(Planner, NoPlanWithoutEnoughData) {
   Planner planner(configured(), latency_goal(100));
   Analysis a = analysis_with({"latency_p95_ms", 100, 300, false, false});

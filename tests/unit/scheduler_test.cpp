@@ -234,6 +234,32 @@ TEST(Scheduler, NoMoreModelsDecodeAtOnceThanMaxActiveModels) {
   EXPECT_EQ(b1.get()->model(), "b");
 }
 
+TEST(Scheduler, NewMaxWaitAppliesToTheNextPick) {
+  ModelCache cache({150, 0, "lru"}, {{"a", 100}, {"b", 100}}, loader(), unloader());
+  Scheduler scheduler({.policy = "swap-aware", .max_wait = 60s}, cache, {{"a", 4}, {"b", 1}});
+  Recorder recorder;
+  std::promise<void> hold_a1;
+  auto a1 = start(scheduler, "a", "a1", recorder, hold_a1.get_future().share());
+  for (int i = 0; i < 100 && recorder.get().empty(); ++i) std::this_thread::sleep_for(2ms);
+  std::promise<void> go;
+  const std::shared_future<void> released = go.get_future().share();
+  auto b1 = start(scheduler, "b", "b1", recorder, released);
+  wait_queued(scheduler, 1);
+  // With a 60 s bound, a2 (resident, free slot) would start at once; with 0,
+  // b1 is overdue and the busy model drains for it first.
+  scheduler.set_max_wait(0ms);
+  EXPECT_EQ(scheduler.max_wait(), 0ms);
+  auto a2 = start(scheduler, "a", "a2", recorder, released);
+  wait_queued(scheduler, 2);
+  hold_a1.set_value();
+  a1.get();
+  for (int i = 0; i < 200 && recorder.get().size() < 2; ++i) std::this_thread::sleep_for(2ms);
+  go.set_value();
+  b1.get();
+  a2.get();
+  EXPECT_EQ(recorder.get(), (std::vector<std::string>{"a1", "b1", "a2"}));
+}
+
 TEST(Scheduler, UnknownPolicyIsRejected) {
   ModelCache cache({1000, 0, "lru"}, {{"a", 100}}, loader(), unloader());
   EXPECT_THROW(Scheduler({.policy = "lifo"}, cache, {{"a", 1}}), std::invalid_argument);
