@@ -442,9 +442,12 @@ void HttpServer::install_routes() {
                 endpoint == Endpoint::kChat ? chat_response(meta, result)
                                             : completion_response(meta, result));
     } catch (const ApiError& error) {
+      if (metrics_) metrics_->record_refusal(error.status, error.code);
       send_error(res, error);
     } catch (const EngineError& error) {
-      send_error(res, ApiError::from_engine(error));
+      const ApiError api = ApiError::from_engine(error);
+      if (metrics_) metrics_->record_refusal(api.status, api.code);
+      send_error(res, api);
     }
   };
   // The ranking the router would make for a chat or completion body, without

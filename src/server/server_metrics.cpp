@@ -35,6 +35,9 @@ ServerMetrics::ServerMetrics(const ModelCache& cache, const Scheduler& scheduler
       confidence_(registry_.histogram("calm_request_confidence",
                                       "Geometric mean probability of the generated tokens.",
                                       {"model"}, {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9})),
+      refused_(registry_.counter("calm_requests_refused_total",
+                                 "Completion requests answered with an error, by status and code.",
+                                 {"status", "code"})),
       hits_(registry_.counter("calm_cache_hits_total", "Requests whose model was resident.",
                               {"model"})),
       misses_(registry_.counter("calm_cache_misses_total",
@@ -101,6 +104,10 @@ void ServerMetrics::record(const RequestMetrics& m) {
   tokens_.labels({m.model, "out"}).inc(m.tokens_out);
   if (!m.energy_source.empty()) energy_.labels({m.model, m.energy_source}).inc(m.energy_j);
   confidence_.labels({m.model}).observe(m.confidence);
+}
+
+void ServerMetrics::record_refusal(int status, const std::string& code) {
+  refused_.labels({std::to_string(status), code.empty() ? "none" : code}).inc();
 }
 
 void ServerMetrics::sync_cache_counters() {

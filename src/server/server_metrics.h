@@ -8,6 +8,8 @@
 //   calm_tokens_total{model,direction="in"|"out"}
 //   calm_energy_joules_total{model,source}          source: the meter's name
 //   calm_request_confidence{model}                  histogram, [0, 1]
+//   calm_requests_refused_total{status,code}        completions answered with an
+//                                                   error (400, 404, 429, 503, ...)
 // Read at each scrape from the parts that own them:
 //   calm_cache_{hits,misses,loads,evictions}_total{model}
 //   calm_cache_resident_bytes{model}, calm_cache_budget_bytes, calm_cache_used_bytes
@@ -32,6 +34,8 @@ class ServerMetrics {
   ServerMetrics(const ModelCache& cache, const Scheduler& scheduler, const MapeLoop& loop);
 
   void record(const RequestMetrics& m);
+  // A completion request answered with an error instead of an answer.
+  void record_refusal(int status, const std::string& code);
   std::string render();
 
  private:
@@ -47,6 +51,7 @@ class ServerMetrics {
   Counter& tokens_;
   Counter& energy_;
   Histogram& confidence_;
+  Counter& refused_;
   Counter& hits_;
   Counter& misses_;
   Counter& loads_;

@@ -166,11 +166,18 @@ TEST(Loop, MetricsPassThePrometheusFormatCheck) {
   }
   CalmServer server(fleet(0, goals_file(10000), testing::temp_path("loop-k5.db")));
   for (int i = 0; i < 3; ++i) ask(server);
+  const json unknown = {{"model", "nope"}, {"prompt", "x"}};
+  EXPECT_EQ(server.client().Post("/v1/completions", unknown.dump(), "application/json")->status,
+            404);
   const auto res = server.client().Get("/metrics");
   ASSERT_EQ(res->status, 200);
   EXPECT_NE(res->body.find("calm_requests_total{model=\"primary\"} 3"), std::string::npos)
       << res->body;
   EXPECT_NE(res->body.find("calm_cache_loads_total"), std::string::npos);
+  EXPECT_NE(
+      res->body.find("calm_requests_refused_total{status=\"404\",code=\"model_not_found\"} 1"),
+      std::string::npos)
+      << res->body;
   EXPECT_NE(
       res->body.find("calm_energy_joules_total{model=\"primary\",source=\"cpu-time-estimate\"}"),
       std::string::npos);
