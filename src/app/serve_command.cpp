@@ -147,7 +147,7 @@ Command add_serve_command(CLI::App& app) {
         return 2;
       }
     }
-    MapeLoop loop(loop_config, semantic, knowledge, &scheduler);
+    MapeLoop loop(loop_config, semantic, knowledge, &scheduler, resident.get());
     ServerMetrics metrics(resident->cache(), scheduler, loop);
     spdlog::info("energy: {}; MAPE-K loop {}", meter->source(),
                  loop_config.enabled ? "on" : "off (monitoring only)");

@@ -149,6 +149,16 @@ void ResidentSet::apply(const FleetConfig& config, const Registry::ReloadReport&
   }
 }
 
+void ResidentSet::set_prefetch(bool on) {
+  std::lock_guard lock(mutex_);
+  options_.prefetch = on;
+}
+
+bool ResidentSet::prefetch() const {
+  std::lock_guard lock(mutex_);
+  return options_.prefetch;
+}
+
 bool ResidentSet::manages(const std::string& id) const {
   std::lock_guard lock(mutex_);
   return std::find(local_ids_.begin(), local_ids_.end(), id) != local_ids_.end();

@@ -52,6 +52,11 @@ class ResidentSet {
   // without evicting anything.
   void note_request(const std::string& id);
 
+  // Whether the next-model prefetch is on; the MAPE-K loop switches it.
+  // Thread-safe.
+  void set_prefetch(bool on);
+  bool prefetch() const;
+
   // The last load error of a local model ("" if none or if it loaded since).
   std::string load_error(const std::string& id) const;
 

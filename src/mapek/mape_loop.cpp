@@ -35,12 +35,15 @@ nlohmann::json policy_json(const PolicySettings& p) {
 }
 
 MapeLoop::MapeLoop(LoopConfig config, std::shared_ptr<SemanticRouterSlot> router,
-                   std::shared_ptr<KnowledgeStore> knowledge, Scheduler* scheduler)
+                   std::shared_ptr<KnowledgeStore> knowledge, Scheduler* scheduler,
+                   ResidentSet* resident)
     : config_(std::move(config)),
       router_(std::move(router)),
       knowledge_(std::move(knowledge)),
       scheduler_(scheduler),
       configured_max_wait_(scheduler ? scheduler->max_wait() : std::chrono::milliseconds(0)),
+      resident_(resident),
+      configured_prefetch_(resident ? resident->prefetch() : false),
       analyzer_(config_.goals) {
   if (router_) planner_ = std::make_unique<Planner>(router_->get()->policy(), config_.goals);
   restore_windows();
@@ -235,6 +238,35 @@ std::vector<nlohmann::json> MapeLoop::tick() {
     }
   }
 
+  // The cache's lever: prefetch, judged by the share of requests since the
+  // last tick that waited for a load.
+  if (resident_ && config_.enabled) {
+    uint64_t hits = 0, misses = 0;
+    for (const auto& m : resident_->cache().stats().models) {
+      hits += m.hits;
+      misses += m.misses;
+    }
+    const uint64_t new_hits = hits - std::min(hits, seen_hits_);
+    const uint64_t new_misses = misses - std::min(misses, seen_misses_);
+    seen_hits_ = hits;
+    seen_misses_ = misses;
+    const double miss_rate =
+        new_hits + new_misses > 0 ? static_cast<double>(new_misses) / (new_hits + new_misses) : 0;
+    const Planner planner(PolicySettings{}, config_.goals);
+    const bool current = resident_->prefetch();
+    if (const auto next =
+            planner.plan_prefetch(analysis, current, configured_prefetch_, miss_rate)) {
+      resident_->set_prefetch(*next);
+      log_adaptation("cache-prefetch",
+                     std::string("prefetch ") + (*next ? "on" : "off") + " (miss rate " +
+                         std::to_string(static_cast<int>(100 * miss_rate)) + "%)",
+                     {{"miss_rate", miss_rate}, {"p95_ms", analysis.overall.latency_p95_ms}},
+                     {{"prefetch", current}}, {{"prefetch", *next}});
+      std::lock_guard lock(mutex_);
+      made.push_back(recent_.front());
+    }
+  }
+
   if (semantic && planner_) {
     const PolicySettings current = semantic->policy();
     if (const auto plan = planner_->plan(analysis, current)) {
@@ -260,11 +292,13 @@ std::vector<nlohmann::json> MapeLoop::adaptations(size_t limit) const {
 }
 
 nlohmann::json MapeLoop::state() const {
-  nlohmann::json s = {{"enabled", config_.enabled},
-                      {"scheduler_max_wait_ms",
-                       scheduler_ ? nlohmann::json(scheduler_->max_wait().count()) : nullptr},
-                      {"period_ms", config_.period.count()},
-                      {"adaptations", adaptation_count_.load()}};
+  nlohmann::json s = {
+      {"enabled", config_.enabled},
+      {"scheduler_max_wait_ms",
+       scheduler_ ? nlohmann::json(scheduler_->max_wait().count()) : nullptr},
+      {"cache_prefetch", resident_ ? nlohmann::json(resident_->prefetch()) : nullptr},
+      {"period_ms", config_.period.count()},
+      {"adaptations", adaptation_count_.load()}};
   if (router_) {
     const auto semantic = router_->get();
     s["routing"] = policy_json(semantic->policy());

@@ -4,10 +4,12 @@
 //                                      knowledge store (queued), metrics
 //   loop thread, every period:
 //      Analyze  (analyzer.h)  windows vs goals, latency shifts per model
-//      Plan     (planner.h)   one bounded step on the routing weights, and
-//                             on the scheduler's swap-aware max_wait
-//      Execute                SemanticRouter::set_policy and
-//                             Scheduler::set_max_wait (atomic); a shifted
+//      Plan     (planner.h)   one bounded step on the routing weights, on
+//                             the scheduler's swap-aware max_wait, and on
+//                             the cache's prefetch
+//      Execute                SemanticRouter::set_policy,
+//                             Scheduler::set_max_wait and
+//                             ResidentSet::set_prefetch (atomic); a shifted
 //                             model's QoS window keeps only its newest
 //                             observations
 //      Knowledge              every plan and shift is logged as an adaptation
@@ -32,6 +34,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "cache/resident_set.h"
 #include "config/fleet_config.h"
 #include "knowledge/knowledge_store.h"
 #include "mapek/analyzer.h"
@@ -46,9 +49,10 @@ class MapeLoop {
  public:
   // router: may hold null (no routing: the loop monitors and logs only).
   // knowledge: may be null (nothing persists).
-  // scheduler: may be null (its max_wait is then not adapted).
+  // scheduler, resident: may be null (their parameters are then not adapted).
   MapeLoop(LoopConfig config, std::shared_ptr<SemanticRouterSlot> router,
-           std::shared_ptr<KnowledgeStore> knowledge, Scheduler* scheduler = nullptr);
+           std::shared_ptr<KnowledgeStore> knowledge, Scheduler* scheduler = nullptr,
+           ResidentSet* resident = nullptr);
   ~MapeLoop();
 
   // Starts the loop's thread (if enabled). Call once.
@@ -83,6 +87,9 @@ class MapeLoop {
   std::shared_ptr<KnowledgeStore> knowledge_;
   Scheduler* scheduler_;
   std::chrono::milliseconds configured_max_wait_{0};
+  ResidentSet* resident_;
+  bool configured_prefetch_ = false;
+  uint64_t seen_hits_ = 0, seen_misses_ = 0;  // the loop thread's; cache totals at the last tick
   Analyzer analyzer_;
   std::unique_ptr<Planner> planner_;  // set when there is a router
 

@@ -125,4 +125,22 @@ std::optional<std::chrono::milliseconds> Planner::plan_max_wait(
   return next;
 }
 
+std::optional<bool> Planner::plan_prefetch(const Analysis& a, bool current, bool configured,
+                                           double miss_rate) const {
+  if (!a.enough_data || a.goals.empty()) return std::nullopt;
+  const GoalCheck* latency = find(a, "latency_p95_ms");
+  const GoalCheck* energy = find(a, "energy_per_request_j");
+  bool next = current;
+  if (energy && !energy->met) {
+    next = false;
+  } else if (latency && !latency->met) {
+    if (miss_rate > 0.2) next = true;
+  } else if (std::all_of(a.goals.begin(), a.goals.end(),
+                         [](const GoalCheck& g) { return g.comfortably; })) {
+    next = configured;
+  }
+  if (next == current) return std::nullopt;
+  return next;
+}
+
 }  // namespace calm

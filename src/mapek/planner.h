@@ -21,6 +21,12 @@
 // it is halved, down to an eighth of the configured bound; once every goal is
 // comfortably met it doubles back, up to the configured bound.
 //
+// The cache's lever, plan_prefetch(): loading the model the trace predicts
+// next hides load time from requests but may load models for nothing. It is
+// turned on while the latency goal is missed and more than a fifth of the
+// recent requests waited for a load; off while the energy goal is missed;
+// back to the configured setting once every goal is comfortably met.
+//
 // Not thread-safe: the loop's thread owns it.
 #pragma once
 
@@ -47,6 +53,11 @@ class Planner {
   // Not const: it counts the analyses in a row with every goal comfortably met.
   std::optional<Plan> plan(const Analysis& analysis, const PolicySettings& current);
   const PolicySettings& base() const { return base_; }
+
+  // Whether prefetch should be on next period, if it should change.
+  // miss_rate: the share of recent local requests that waited for a load.
+  std::optional<bool> plan_prefetch(const Analysis& analysis, bool current, bool configured,
+                                    double miss_rate) const;
 
   // The scheduler's max_wait for the next period, if it should change.
   // `configured` is the fleet file's. Const: reads only the analysis.

@@ -185,6 +185,28 @@ TEST(Planner, MaxWaitHalvesWhileLatencyIsMissedAndReturnsWhenMetWithMargin) {
       << "never above the configured bound";
 }
 
+TEST(Planner, PrefetchTurnsOnForMissedLatencyWithManyLoadsAndOffForMissedEnergy) {
+  Goals goals = latency_goal(100);
+  goals.energy_per_request_j = 5;
+  const Planner planner(configured(), goals);
+  Analysis slow;
+  slow.enough_data = true;
+  slow.goals = {{"latency_p95_ms", 100, 300, false, false},
+                {"energy_per_request_j", 5, 1, true, true}};
+  EXPECT_EQ(planner.plan_prefetch(slow, false, false, 0.5), std::optional<bool>(true));
+  EXPECT_EQ(planner.plan_prefetch(slow, false, false, 0.05), std::nullopt)
+      << "few loads: prefetch would not help";
+  Analysis costly = slow;
+  costly.goals[1] = {"energy_per_request_j", 5, 9, false, false};
+  EXPECT_EQ(planner.plan_prefetch(costly, true, false, 0.5), std::optional<bool>(false));
+  Analysis easy;
+  easy.enough_data = true;
+  easy.goals = {{"latency_p95_ms", 100, 40, true, true},
+                {"energy_per_request_j", 5, 1, true, true}};
+  EXPECT_EQ(planner.plan_prefetch(easy, true, false, 0.5), std::optional<bool>(false))
+      << "back to the configured setting";
+}
+
 TEST(Planner, NoPlanWithoutEnoughData) {
   Planner planner(configured(), latency_goal(100));
   Analysis a = analysis_with({"latency_p95_ms", 100, 300, false, false});
