@@ -11,6 +11,7 @@
 
 #include "engines/chat_template.h"
 #include "engines/llama_backend.h"
+#include "engines/tokenize.h"
 #include "util/log_softmax.h"
 #include "util/stop_matcher.h"
 #include "util/utf8.h"
@@ -54,20 +55,6 @@ SamplerPtr make_sampler_chain(const SamplingParams& params, const std::vector<ll
   const uint32_t seed = params.seed ? *params.seed : std::random_device{}();
   llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(seed));
   return chain;
-}
-
-std::vector<llama_token> tokenize(const llama_vocab* vocab, const std::string& text,
-                                  bool parse_special) {
-  const int32_t len = static_cast<int32_t>(text.size());
-  int32_t n =
-      llama_tokenize(vocab, text.data(), len, nullptr, 0, /*add_special=*/true, parse_special);
-  if (n == INT32_MIN)
-    throw EngineError(EngineError::Kind::kBadRequest, "prompt is too long to tokenize");
-  std::vector<llama_token> tokens(static_cast<size_t>(std::abs(n)));
-  n = llama_tokenize(vocab, text.data(), len, tokens.data(), static_cast<int32_t>(tokens.size()),
-                     true, parse_special);
-  tokens.resize(static_cast<size_t>(std::max(n, 0)));
-  return tokens;
 }
 
 std::string token_piece(const llama_vocab* vocab, llama_token token) {
