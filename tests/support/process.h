@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -83,11 +84,13 @@ class ChildProcess {
 };
 
 inline std::string temp_path(const std::string& name) {
-  static int counter = 0;
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("calm-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
+  // A new, empty directory each call (mkdtemp): a directory named after the
+  // pid could be one an earlier test process with the same pid left behind.
+  std::string pattern = (std::filesystem::temp_directory_path() /
+                         ("calm-test-" + std::to_string(::getpid()) + "-XXXXXX"))
+                            .string();
+  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed: " + pattern);
+  return (std::filesystem::path(pattern) / name).string();
 }
 
 // `calm serve` on a free port, started from a fleet file's text.
