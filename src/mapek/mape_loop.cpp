@@ -45,7 +45,10 @@ MapeLoop::MapeLoop(LoopConfig config, std::shared_ptr<SemanticRouterSlot> router
       resident_(resident),
       configured_prefetch_(resident ? resident->prefetch() : false),
       analyzer_(config_.goals) {
-  if (router_) planner_ = std::make_unique<Planner>(router_->get()->policy(), config_.goals);
+  // The planner's base is the configured routing (any, without a router: its
+  // other levers do not read it).
+  planner_ = std::make_unique<Planner>(router_ ? router_->get()->policy() : PolicySettings{},
+                                       config_.goals);
   restore_windows();
   if (knowledge_) {
     nlohmann::json goals = nlohmann::json::object();
@@ -223,8 +226,7 @@ std::vector<nlohmann::json> MapeLoop::tick() {
   // The scheduler's lever: only swap-aware reads max_wait.
   if (scheduler_ && scheduler_->stats().policy == "swap-aware" && config_.enabled) {
     const auto current = scheduler_->max_wait();
-    const Planner planner(PolicySettings{}, config_.goals);
-    if (const auto next = planner.plan_max_wait(analysis, current, configured_max_wait_)) {
+    if (const auto next = planner_->plan_max_wait(analysis, current, configured_max_wait_)) {
       scheduler_->set_max_wait(*next);
       const bool tighter = *next < current;
       log_adaptation("scheduler-max-wait",
@@ -252,10 +254,9 @@ std::vector<nlohmann::json> MapeLoop::tick() {
     seen_misses_ = misses;
     const double miss_rate =
         new_hits + new_misses > 0 ? static_cast<double>(new_misses) / (new_hits + new_misses) : 0;
-    const Planner planner(PolicySettings{}, config_.goals);
     const bool current = resident_->prefetch();
     if (const auto next =
-            planner.plan_prefetch(analysis, current, configured_prefetch_, miss_rate)) {
+            planner_->plan_prefetch(analysis, current, configured_prefetch_, miss_rate)) {
       resident_->set_prefetch(*next);
       log_adaptation("cache-prefetch",
                      std::string("prefetch ") + (*next ? "on" : "off") + " (miss rate " +
@@ -267,7 +268,7 @@ std::vector<nlohmann::json> MapeLoop::tick() {
     }
   }
 
-  if (semantic && planner_) {
+  if (semantic) {
     const PolicySettings current = semantic->policy();
     if (const auto plan = planner_->plan(analysis, current)) {
       semantic->set_policy(plan->next);  // atomic: the next request routes by it
@@ -289,6 +290,11 @@ std::vector<nlohmann::json> MapeLoop::adaptations(size_t limit) const {
     out.push_back(a);
   }
   return out;
+}
+
+std::optional<PolicySettings> MapeLoop::routing() const {
+  if (!router_) return std::nullopt;
+  return router_->get()->policy();
 }
 
 nlohmann::json MapeLoop::state() const {
@@ -314,7 +320,7 @@ nlohmann::json MapeLoop::state() const {
     }
     s["correlations"] = rho;
   }
-  if (planner_) s["configured_routing"] = policy_json(planner_->base());
+  if (router_) s["configured_routing"] = policy_json(planner_->base());
   std::lock_guard lock(mutex_);
   s["goals"] = last_checks_;
   return s;

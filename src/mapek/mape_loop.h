@@ -30,6 +30,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -74,6 +75,8 @@ class MapeLoop {
   // Current weights, goals and their last check, for /v1/calm/state.
   nlohmann::json state() const;
   uint64_t adaptation_count() const { return adaptation_count_.load(); }
+  // The routing weights in use; nullopt without a router. Thread-safe, cheap.
+  std::optional<PolicySettings> routing() const;
 
  private:
   void log_adaptation(const std::string& kind, const std::string& reason,
@@ -91,7 +94,7 @@ class MapeLoop {
   bool configured_prefetch_ = false;
   uint64_t seen_hits_ = 0, seen_misses_ = 0;  // the loop thread's; cache totals at the last tick
   Analyzer analyzer_;
-  std::unique_ptr<Planner> planner_;  // set when there is a router
+  std::unique_ptr<Planner> planner_;  // the loop thread's
 
   mutable std::mutex mutex_;
   std::deque<nlohmann::json> recent_;                        // guarded by mutex_

@@ -313,7 +313,7 @@ void HttpServer::install_routes() {
       send_error(res, ApiError{404, "metrics are off", "invalid_request_error", "", "not_found"});
       return;
     }
-    res.set_content(metrics_->render(), "text/plain; version=0.0.4; charset=utf-8");
+    res.set_content(metrics_->render(), MetricsRegistry::kContentType);
   });
 
   svr.Get("/v1/calm/adaptations", [this](const httplib::Request& req, httplib::Response& res) {

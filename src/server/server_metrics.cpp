@@ -85,10 +85,8 @@ ServerMetrics::ServerMetrics(const ModelCache& cache, const Scheduler& scheduler
                            "The routing weight in use, by policy (the loop moves it).", {"policy"},
                            [this] {
                              std::vector<std::pair<std::vector<std::string>, double>> rows;
-                             const auto s = loop_.state();
-                             if (s.contains("routing")) {
-                               rows.push_back({{s["routing"]["policy"].get<std::string>()},
-                                               s["routing"]["lambda"].get<double>()});
+                             if (const auto p = loop_.routing()) {
+                               rows.push_back({{policy_name(p->policy)}, p->lambda});
                              }
                              return rows;
                            });

@@ -44,6 +44,11 @@ void wait_queued(const Scheduler& scheduler, size_t n) {
   ASSERT_EQ(scheduler.stats().queued, n);
 }
 
+// Waits (bounded, 1 s) until `n` requests have started running.
+void wait_recorded(Recorder& recorder, size_t n) {
+  for (int i = 0; i < 500 && recorder.get().size() < n; ++i) std::this_thread::sleep_for(2ms);
+}
+
 // Starts a request on its own thread; it records its name once running and
 // holds its slot until `release` is set.
 std::future<void> start(Scheduler& scheduler, const std::string& model, const std::string& name,
@@ -61,7 +66,7 @@ TEST(Scheduler, FifoStartsRequestsInArrivalOrder) {
   Recorder recorder;
   std::promise<void> hold_first;
   auto first = start(scheduler, "a", "a1", recorder, hold_first.get_future().share());
-  for (int i = 0; i < 100 && recorder.get().empty(); ++i) std::this_thread::sleep_for(2ms);
+  wait_recorded(recorder, 1);
   std::promise<void> go;
   const std::shared_future<void> released = go.get_future().share();
   std::vector<std::future<void>> rest;
@@ -74,7 +79,7 @@ TEST(Scheduler, FifoStartsRequestsInArrivalOrder) {
   hold_first.set_value();
   first.get();
   // a2 and then b1 start; a3 waits for a2's slot.
-  for (int i = 0; i < 500 && recorder.get().size() < 3; ++i) std::this_thread::sleep_for(2ms);
+  wait_recorded(recorder, 3);
   go.set_value();
   for (auto& r : rest) r.get();
   // a2 and b1 start in the same dispatch (in that order; their threads may
@@ -114,7 +119,7 @@ TEST(Scheduler, FullQueueIsRefusedWithRetryAfter) {
   std::promise<void> release;
   auto shared = release.get_future().share();
   auto running = start(scheduler, "a", "running", recorder, shared);
-  for (int i = 0; i < 100 && recorder.get().empty(); ++i) std::this_thread::sleep_for(2ms);
+  wait_recorded(recorder, 1);
   auto queued = start(scheduler, "a", "queued", recorder, shared);
   wait_queued(scheduler, 1);
   try {
@@ -151,7 +156,7 @@ TEST(Scheduler, SwapAwareDrainsBusyModelsForAnOverdueRequestThatNeedsRoom) {
   Recorder recorder;
   std::promise<void> hold_a1;
   auto a1 = start(scheduler, "a", "a1", recorder, hold_a1.get_future().share());
-  for (int i = 0; i < 100 && recorder.get().empty(); ++i) std::this_thread::sleep_for(2ms);
+  wait_recorded(recorder, 1);
   std::promise<void> go;
   const std::shared_future<void> released = go.get_future().share();
   auto b1 = start(scheduler, "b", "b1", recorder, released);
@@ -161,7 +166,7 @@ TEST(Scheduler, SwapAwareDrainsBusyModelsForAnOverdueRequestThatNeedsRoom) {
   EXPECT_EQ(recorder.get(), std::vector<std::string>{"a1"});
   hold_a1.set_value();
   a1.get();
-  for (int i = 0; i < 200 && recorder.get().size() < 2; ++i) std::this_thread::sleep_for(2ms);
+  wait_recorded(recorder, 2);
   go.set_value();
   b1.get();
   a2.get();
@@ -174,7 +179,7 @@ TEST(Scheduler, SwapAwarePrefersResidentWorkBeforeTheBound) {
   Recorder recorder;
   std::promise<void> hold_a1;
   auto a1 = start(scheduler, "a", "a1", recorder, hold_a1.get_future().share());
-  for (int i = 0; i < 100 && recorder.get().empty(); ++i) std::this_thread::sleep_for(2ms);
+  wait_recorded(recorder, 1);
   std::promise<void> go;
   const std::shared_future<void> released = go.get_future().share();
   auto b1 = start(scheduler, "b", "b1", recorder, released);
@@ -240,7 +245,7 @@ TEST(Scheduler, NewMaxWaitAppliesToTheNextPick) {
   Recorder recorder;
   std::promise<void> hold_a1;
   auto a1 = start(scheduler, "a", "a1", recorder, hold_a1.get_future().share());
-  for (int i = 0; i < 100 && recorder.get().empty(); ++i) std::this_thread::sleep_for(2ms);
+  wait_recorded(recorder, 1);
   std::promise<void> go;
   const std::shared_future<void> released = go.get_future().share();
   auto b1 = start(scheduler, "b", "b1", recorder, released);
@@ -253,7 +258,7 @@ TEST(Scheduler, NewMaxWaitAppliesToTheNextPick) {
   wait_queued(scheduler, 2);
   hold_a1.set_value();
   a1.get();
-  for (int i = 0; i < 200 && recorder.get().size() < 2; ++i) std::this_thread::sleep_for(2ms);
+  wait_recorded(recorder, 2);
   go.set_value();
   b1.get();
   a2.get();
