@@ -10,6 +10,7 @@ packages=(
   libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev
   libsqlite3-dev
   prometheus  # promtool, which checks the /metrics output in the unit tests
+  chromium    # headless, checks that the bench suite's HTML report renders (integration tests)
 )
 
 missing=()
