@@ -1,4 +1,5 @@
-// make-tiny-gguf: writes a tiny llama-architecture GGUF model with random weights.
+// make-tiny-gguf: writes a tiny llama-architecture GGUF model with random weights
+// (or, with --weights, the trained weights of the evaluation fleet: fleet/train.py).
 //
 // Why this exists: calm's tests, demos and benchmarks need a model that the pinned
 // llama.cpp can load and generate with, but a fresh machine (CI, a sandbox with no
@@ -67,6 +68,7 @@ struct Options {
   std::string name = "calm-tiny";
   std::string chat_template = "chatml";
   bool ascii_output = false;
+  std::string weights;  // trained weights (raw f32) instead of random ones
 };
 
 // ---------------------------------------------------------------------------
@@ -326,19 +328,44 @@ bool WritePadding(FILE* f, size_t written, size_t alignment) {
   return true;
 }
 
+// Where tensor values come from: the seeded generator, or --weights, a raw
+// little-endian f32 file holding every tensor in ModelTensors() order, each
+// row-major with ne0 (the input dimension) fastest, which is exactly how
+// PyTorch stores nn.Linear.weight ([out, in]) and nn.Embedding.weight.
+class TensorSource {
+ public:
+  TensorSource(uint64_t seed, FILE* weights) : rng_(seed), weights_(weights) {}
+  bool Next(const TensorSpec& t, std::vector<float>& values) {
+    if (!weights_) {
+      values = TensorValues(t, rng_);
+      return true;
+    }
+    values.resize(static_cast<size_t>(t.ne0 * t.ne1));
+    return std::fread(values.data(), sizeof(float), values.size(), weights_) == values.size();
+  }
+
+ private:
+  Rng rng_;
+  FILE* weights_;
+};
+
 // Writes the header, then each tensor's data in the order the header lists
 // them, each padded to the file's alignment (what gguf_write_to_file does).
 bool WriteModel(FILE* f, const gguf_context* g, const std::vector<TensorSpec>& specs, bool f16,
-                uint64_t seed) {
+                TensorSource& source) {
   std::vector<char> meta(gguf_get_meta_size(g));
   gguf_get_meta_data(g, meta.data());
   if (!WriteBytes(f, meta.data(), meta.size())) return false;
 
   const size_t alignment = gguf_get_alignment(g);
-  Rng rng(seed);
   std::vector<ggml_fp16_t> half;
+  std::vector<float> values;
   for (const auto& s : specs) {
-    const std::vector<float> values = TensorValues(s, rng);
+    if (!source.Next(s, values)) {
+      errno = EINVAL;
+      std::fprintf(stderr, "make-tiny-gguf: --weights ends before tensor %s\n", s.name.c_str());
+      return false;
+    }
     size_t bytes = values.size() * sizeof(float);
     bool ok;
     if (f16 && !s.is_norm) {
@@ -427,10 +454,26 @@ std::string Run(const Options& o) {
     return "out of memory";
   }
 
+  std::unique_ptr<FILE, int (*)(FILE*)> weights(nullptr, std::fclose);
+  if (!o.weights.empty()) {
+    weights.reset(std::fopen(o.weights.c_str(), "rb"));
+    if (!weights) return "cannot read " + o.weights + ": " + std::strerror(errno);
+    size_t expected = 0;
+    for (const auto& s : specs) expected += static_cast<size_t>(s.ne0 * s.ne1) * sizeof(float);
+    std::error_code ec;
+    const auto actual = std::filesystem::file_size(o.weights, ec);
+    if (ec || actual != expected) {
+      return o.weights + " holds " + std::to_string(ec ? 0 : actual) +
+             " bytes; these options need " + std::to_string(expected) +
+             " (f32, in make-tiny-gguf's tensor order)";
+    }
+  }
+  TensorSource source(o.seed, weights.get());
+
   TempFile out(o.out);
   if (std::string error = out.Open(); !error.empty()) return error;
   errno = 0;
-  if (!WriteModel(out.file(), g.get(), specs, f16, o.seed)) {
+  if (!WriteModel(out.file(), g.get(), specs, f16, source)) {
     return "error writing " + out.path() + ": " + std::strerror(errno ? errno : EIO);
   }
   if (std::string error = out.Commit(); !error.empty()) return error;
@@ -474,6 +517,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16"}));
   app.add_option("--name", o.name, "general.name")->capture_default_str();
+  app.add_option("--weights", o.weights,
+                 "trained weights: raw f32, every tensor in this tool's order (fleet/train.py)\n"
+                 "instead of random ones");
   app.add_flag("--ascii-output", o.ascii_output,
                "byte tokens >= 0x80 produce no text, so output is always valid UTF-8 "
                "(for benchmarks against servers that reject invalid UTF-8)");
