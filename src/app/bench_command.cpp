@@ -1,14 +1,21 @@
 // calm bench: replay a workload against any OpenAI-compatible server and
-// report latency, time to first token and throughput; or generate a workload.
+// report latency, time to first token and throughput; generate a workload;
+// or replay one workload against several calm configurations and report
+// every metric of each (the evaluation).
 //
 //   calm bench workload --out w.jsonl --requests 500 --rate 4 --arrival bursty
 //                       --models a,b,c --mix 0.5,0.3,0.2 --locality 0.2
+//   calm bench workload --out w.jsonl --pool pool.jsonl --domain-mix maths=2,code=1
 //   calm bench run --url http://127.0.0.1:8080 --workload w.jsonl
 //                  --concurrency 8 --label calm --out results.json
+//   calm bench suite --suite suite.yaml [--workload w.jsonl] [--out DIR]
+//                    [--only a,b] [--seed N]
+//   calm bench report --in DIR/suite.json --out DIR
 //
-// Exit codes: 0 done; 1 every request failed, or an output file could not be
-// written; 2 bad options, a bad workload or prompts file (the message names
-// the file, the line and the field), or a bad URL.
+// Exit codes: 0 done; 1 every request failed (run), a system failed (suite),
+// or an output file could not be written; 2 bad options, a bad workload,
+// pool, prompts or suite file (the message names the file, the line and the
+// field), or a bad URL.
 #include <unistd.h>
 
 #include <cmath>
@@ -20,41 +27,16 @@
 #include "app/commands.h"
 #include "bench/bench_report.h"
 #include "bench/bench_stats.h"
+#include "bench/progress_bar.h"
 #include "bench/replayer.h"
+#include "bench/suite_config.h"
+#include "bench/suite_report.h"
+#include "bench/suite_runner.h"
+#include "bench/suite_summary.h"
 #include "bench/workload.h"
 
 namespace calm {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-// Done/total and errors on stderr, redrawn at most 5 times a second. On a
-// terminal one line is redrawn in place; elsewhere each redraw is a line.
-// update() is called from the replayer's workers, one call at a time.
-class ProgressBar {
- public:
-  ProgressBar(size_t total, bool terminal) : total_(total), terminal_(terminal) {}
-
-  void update(size_t done, size_t errors) {
-    const auto now = Clock::now();
-    if (done < total_ && drawn_ && now - last_ < std::chrono::milliseconds(200)) return;
-    last_ = now;
-    drawn_ = true;
-    constexpr size_t kWidth = 30;
-    const size_t filled = total_ ? done * kWidth / total_ : kWidth;
-    std::string bar(filled, '#');
-    bar.resize(kWidth, '.');
-    std::cerr << (terminal_ ? "\r" : "") << "[" << bar << "] " << done << "/" << total_ << " done, "
-              << errors << " errors" << (terminal_ ? "" : "\n") << std::flush;
-    if (terminal_ && done == total_) std::cerr << "\n";
-  }
-
- private:
-  const size_t total_;
-  const bool terminal_;
-  bool drawn_ = false;
-  Clock::time_point last_;
-};
 
 // CLI::PositiveNumber's message prints DBL_MAX in full; this one says "> 0".
 const CLI::Validator kPositive(
@@ -199,12 +181,39 @@ struct WorkloadArgs {
   std::string out;
   GeneratorOptions generator;
   std::string prompts;
+  std::string pool;
+  std::vector<std::string> domain_mix;  // "domain=weight" each
 };
+
+// "maths=2" -> {"maths", 2}; throws std::invalid_argument.
+std::pair<std::string, double> parse_domain_weight(const std::string& text) {
+  const size_t eq = text.rfind('=');
+  if (eq == std::string::npos || eq == 0) {
+    throw std::invalid_argument("domain mix: expected domain=weight, got '" + text + "'");
+  }
+  const std::string weight = text.substr(eq + 1);
+  size_t end = 0;
+  double value = 0;
+  try {
+    value = std::stod(weight, &end);
+  } catch (const std::exception&) {
+    end = 0;
+  }
+  if (weight.empty() || end != weight.size()) {
+    throw std::invalid_argument("domain mix: weight of '" + text.substr(0, eq) +
+                                "' is not a number: '" + weight + "'");
+  }
+  return {text.substr(0, eq), value};
+}
 
 int make_workload(WorkloadArgs args) {
   std::vector<WorkloadRequest> workload;
   try {
     if (!args.prompts.empty()) args.generator.prompts = read_prompts(args.prompts);
+    if (!args.pool.empty()) args.generator.pool = load_pool(args.pool);
+    for (const std::string& item : args.domain_mix) {
+      args.generator.domain_mix.push_back(parse_domain_weight(item));
+    }
     workload = generate_workload(args.generator);
   } catch (const std::exception& e) {  // bad options or a bad prompts file
     std::cerr << "calm bench workload: " << e.what() << "\n";
@@ -218,6 +227,92 @@ int make_workload(WorkloadArgs args) {
   }
   std::cerr << "wrote " << workload.size() << " requests over " << workload.back().t << " s to "
             << args.out << "\n";
+  return 0;
+}
+
+// This process's command line, as typed (for the record in suite.json).
+std::string command_line() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::string out, arg;
+  while (std::getline(in, arg, '\0')) {
+    const bool quote = arg.empty() || arg.find_first_of(" \t'\"$\\") != std::string::npos;
+    if (!out.empty()) out += ' ';
+    if (!quote) {
+      out += arg;
+      continue;
+    }
+    out += '\'';
+    for (const char c : arg) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    out += '\'';
+  }
+  return out;
+}
+
+struct SuiteArgs {
+  SuiteOptions options;
+  bool progress = false, no_progress = false;
+};
+
+// Writes the report files when the report module is built in.
+void write_report(const nlohmann::json& suite, const std::string& out_dir) {
+  write_suite_report(suite, out_dir);
+}
+
+int run_suite(SuiteArgs args) {
+  std::signal(SIGPIPE, SIG_IGN);  // a server closing mid-write must not kill us
+  const bool terminal = ::isatty(STDERR_FILENO) == 1;
+  args.options.terminal = terminal;
+  args.options.progress = !args.no_progress && (terminal || args.progress);
+  args.options.command = command_line();
+  std::unique_ptr<SuiteRunner> runner;
+  try {
+    runner = std::make_unique<SuiteRunner>(args.options);
+  } catch (const std::exception& e) {  // SuiteConfigError, WorkloadError
+    std::cerr << "calm bench suite: " << e.what() << "\n";
+    return 2;
+  }
+  SuiteOutcome outcome;
+  try {
+    outcome = runner->run(std::cerr);
+  } catch (const std::exception& e) {
+    std::cerr << "calm bench suite: " << e.what() << "\n";
+    return 1;
+  }
+  std::cout << suite_table(outcome.suite) << std::flush;
+  int code = outcome.failed_systems > 0 ? 1 : 0;
+  try {
+    write_report(outcome.suite, args.options.out_dir);
+  } catch (const std::exception& e) {
+    std::cerr << "calm bench suite: report: " << e.what() << "\n";
+    code = 1;
+  }
+  std::cerr << "wrote " << args.options.out_dir << "/suite.json\n";
+  return code;
+}
+
+struct ReportArgs {
+  std::string in;
+  std::string out;
+};
+
+int make_report(const ReportArgs& args) {
+  std::ifstream in(args.in);
+  if (!in) {
+    std::cerr << "calm bench report: " << args.in << ": cannot open\n";
+    return 2;
+  }
+  const nlohmann::json suite = nlohmann::json::parse(in, nullptr, false);
+  if (suite.is_discarded() || !suite.is_object()) {
+    std::cerr << "calm bench report: " << args.in << ": not a JSON object\n";
+    return 2;
+  }
+  try {
+    write_report(suite, args.out);
+  } catch (const std::exception& e) {
+    std::cerr << "calm bench report: " << e.what() << "\n";
+    return 1;
+  }
+  std::cout << suite_table(suite) << std::flush;
   return 0;
 }
 
@@ -287,10 +382,45 @@ Command add_bench_command(CLI::App& app) {
   workload->add_option("--prompts", workload_args->prompts,
                        "Text file, one prompt per line (default: synthetic prompts)");
   workload->add_option("--seed", g.seed, "Random seed")->capture_default_str();
+  workload->add_option("--pool", workload_args->pool,
+                       "JSONL pool of {domain, messages|prompt, reference, max_tokens}: each "
+                       "request draws a domain, then an item (replaces --models and --prompts)");
+  workload
+      ->add_option("--domain-mix", workload_args->domain_mix,
+                   "Weight per pool domain, comma-separated domain=weight (default: uniform)")
+      ->delimiter(',');
 
-  return [run, workload, run_args, workload_args]() -> int {
+  auto suite_args = std::make_shared<SuiteArgs>();
+  SuiteOptions& so = suite_args->options;
+  CLI::App* suite = bench->add_subcommand(
+      "suite", "Replay one workload against several calm configurations and collect every metric");
+  suite->add_option("-s,--suite", so.suite_path, "Suite file (YAML): systems, domains, workload")
+      ->required();
+  suite->add_option("-w,--workload", so.workload, "Workload file (overrides the suite's)");
+  suite->add_option("-o,--out", so.out_dir, "Output directory: suite.json, logs/, report files")
+      ->capture_default_str();
+  suite->add_option("--only", so.only, "Run only these systems, comma-separated")->delimiter(',');
+  suite->add_option("--seed", so.seed, "Seed of random routing")->capture_default_str();
+  suite->add_option("--timeout", so.timeout_s, "Read timeout per request, seconds")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  auto* suite_progress = suite->add_flag("--progress", suite_args->progress,
+                                         "Show progress on stderr even when it is not a terminal");
+  suite->add_flag("--no-progress", suite_args->no_progress, "Never show progress")
+      ->excludes(suite_progress);
+
+  auto report_args = std::make_shared<ReportArgs>();
+  CLI::App* report = bench->add_subcommand(
+      "report", "Write report.json, report.csv and report.html from a suite.json");
+  report->add_option("-i,--in", report_args->in, "suite.json written by calm bench suite")
+      ->required();
+  report->add_option("-o,--out", report_args->out, "Directory for the report files")->required();
+
+  return [run, workload, suite, report, run_args, workload_args, suite_args, report_args]() -> int {
     if (run->parsed()) return run_bench(*run_args);
     if (workload->parsed()) return make_workload(*workload_args);
+    if (suite->parsed()) return run_suite(*suite_args);
+    if (report->parsed()) return make_report(*report_args);
     return 2;
   };
 }

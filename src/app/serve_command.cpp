@@ -64,6 +64,7 @@ Command add_serve_command(CLI::App& app) {
     std::string host;
     int port = -1;
     std::string log_level = "info";
+    std::string knowledge;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd =
@@ -73,6 +74,9 @@ Command add_serve_command(CLI::App& app) {
   cmd->add_option("--host", args->host, "Bind address (overrides server.host)");
   cmd->add_option("--port", args->port, "Port (overrides server.port; 0 picks a free one)")
       ->check(CLI::Range(0, 65535));
+  cmd->add_option("--knowledge", args->knowledge,
+                  "SQLite knowledge file (overrides loop.knowledge; every request is recorded "
+                  "in it even when the loop is off or absent)");
   cmd->add_option("--log-level", args->log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
 
@@ -125,6 +129,11 @@ Command add_serve_command(CLI::App& app) {
     LoopConfig loop_config;
     loop_config.enabled = false;
     if (config.loop) loop_config = *config.loop;
+    // The loop records every request whenever it has a knowledge file,
+    // planning or not (`calm bench suite` reads them back).
+    if (!args->knowledge.empty()) {
+      loop_config.knowledge = std::filesystem::absolute(args->knowledge).string();
+    }
     std::unique_ptr<EnergyMeter> meter;
     try {
       EnergyMeterOptions meter_options;

@@ -48,6 +48,8 @@ nlohmann::json to_json(const RequestRecord& r) {
           {"ttft_ms", r.ttft_ms ? nlohmann::json(*r.ttft_ms) : nlohmann::json(nullptr)},
           {"prompt_tokens", r.prompt_tokens},
           {"completion_tokens", r.completion_tokens},
+          {"response_id", r.response_id},
+          {"cache", r.cache},
           {"text", r.text}};
 }
 

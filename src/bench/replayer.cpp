@@ -95,6 +95,7 @@ class Exchange {
     status_ = response.status;
     sse_ = response.get_header_value("Content-Type").rfind("text/event-stream", 0) == 0;
     header_model_ = response.get_header_value("x-calm-model");
+    cache_ = response.get_header_value("x-calm-cache");
   }
 
   void on_body(std::string_view bytes) {
@@ -111,6 +112,7 @@ class Exchange {
     const Clock::time_point end = Clock::now();
     record.latency_ms = ms_between(scheduled_, end);
     record.served_model = header_model_.empty() ? body_model_ : header_model_;
+    record.cache = cache_;
     if (status_ == 0) {
       record.error = "no answer: " + transport_error(error);
       return;
@@ -131,6 +133,7 @@ class Exchange {
     }
     record.served_model = header_model_.empty() ? body_model_ : header_model_;
     record.text = repair_utf8(text_);
+    record.response_id = response_id_;
     record.prompt_tokens = prompt_tokens_;
     record.completion_tokens = completion_tokens_;
     if (first_text_) record.ttft_ms = ms_between(scheduled_, *first_text_);
@@ -178,6 +181,9 @@ class Exchange {
     if (body_model_.empty() && data.contains("model") && data["model"].is_string()) {
       body_model_ = data["model"].get<std::string>();
     }
+    if (response_id_.empty() && data.contains("id") && data["id"].is_string()) {
+      response_id_ = data["id"].get<std::string>();
+    }
     if (data.contains("usage") && data["usage"].is_object()) {
       prompt_tokens_ = usage_field(data["usage"], "prompt_tokens");
       completion_tokens_ = usage_field(data["usage"], "completion_tokens");
@@ -211,7 +217,9 @@ class Exchange {
   int status_ = 0;
   bool sse_ = false;
   std::string header_model_, body_model_;
-  std::string body_;  // a non-SSE answer
+  std::string cache_;        // header x-calm-cache
+  std::string response_id_;  // the first chunk's "id"
+  std::string body_;         // a non-SSE answer
   SseParser parser_;
   std::string text_;
   std::optional<Clock::time_point> first_text_;

@@ -52,6 +52,14 @@ struct RequestRecord {
   int prompt_tokens = 0;          // from usage; 0 when the server sent none
   int completion_tokens = 0;
   std::string text;  // the answer (invalid UTF-8 replaced)
+  // The OpenAI response id ("chatcmpl-..."), from the stream chunks' "id"
+  // (or the whole answer's); empty when none came. It joins the record to
+  // what the server stored about the request (calm's knowledge store).
+  std::string response_id;
+  // Header x-calm-cache: "hit" when the model was resident when the request
+  // was admitted, "miss" when it had to be loaded; empty for a server that
+  // does not send it.
+  std::string cache;
 
   bool ok() const { return status >= 200 && status < 300 && error.empty(); }
 };

@@ -4,6 +4,8 @@
 #include <climits>
 #include <cmath>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <random>
 
 namespace calm {
@@ -66,6 +68,53 @@ std::string optional_string(const json& j, const char* field, const std::string&
   return value.get<std::string>();
 }
 
+// What a workload line and a pool line share: messages or prompt (exactly
+// one), and an optional max_tokens > 0.
+struct RequestBody {
+  json messages;
+  std::optional<std::string> prompt;
+  std::optional<int> max_tokens;
+};
+
+RequestBody parse_body(const json& j, const std::string& file, int line) {
+  RequestBody body;
+  const bool has_messages = j.contains("messages"), has_prompt = j.contains("prompt");
+  if (has_messages && has_prompt) {
+    throw WorkloadError(file, line, "prompt", "give messages or prompt, not both");
+  }
+  if (!has_messages && !has_prompt) {
+    throw WorkloadError(file, line, "messages", "missing (give messages or prompt)");
+  }
+  if (has_messages) {
+    check_messages(j["messages"], file, line);
+    body.messages = j["messages"];
+  } else {
+    body.prompt = optional_string(j, "prompt", file, line);
+  }
+  if (j.contains("max_tokens")) {
+    const json& m = j["max_tokens"];
+    if (!m.is_number_integer()) {
+      throw WorkloadError(file, line, "max_tokens",
+                          std::string("must be an integer, not ") + type_name(m));
+    }
+    const int64_t value = m.get<int64_t>();
+    if (value <= 0 || value > INT_MAX) {
+      throw WorkloadError(file, line, "max_tokens", "must be > 0, got " + m.dump());
+    }
+    body.max_tokens = static_cast<int>(value);
+  }
+  return body;
+}
+
+json parse_object(const std::string& text, const std::string& file, int line) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded()) throw WorkloadError(file, line, "", "not valid JSON");
+  if (!j.is_object()) {
+    throw WorkloadError(file, line, "", std::string("must be a JSON object, not ") + type_name(j));
+  }
+  return j;
+}
+
 // Uniform in [0, 1) from the top 53 bits: the same on every platform, unlike
 // std::uniform_real_distribution.
 double uniform01(std::mt19937_64& rng) {
@@ -124,11 +173,7 @@ WorkloadError::WorkloadError(std::string file, int line, std::string field,
       field_(std::move(field)) {}
 
 WorkloadRequest parse_workload_line(const std::string& text, const std::string& file, int line) {
-  const json j = json::parse(text, nullptr, false);
-  if (j.is_discarded()) throw WorkloadError(file, line, "", "not valid JSON");
-  if (!j.is_object()) {
-    throw WorkloadError(file, line, "", std::string("must be a JSON object, not ") + type_name(j));
-  }
+  const json j = parse_object(text, file, line);
   WorkloadRequest r;
 
   if (!j.contains("t")) throw WorkloadError(file, line, "t", "missing (arrival time in seconds)");
@@ -140,36 +185,42 @@ WorkloadRequest parse_workload_line(const std::string& text, const std::string& 
     throw WorkloadError(file, line, "t", "must be >= 0, got " + j["t"].dump());
   }
 
-  const bool has_messages = j.contains("messages"), has_prompt = j.contains("prompt");
-  if (has_messages && has_prompt) {
-    throw WorkloadError(file, line, "prompt", "give messages or prompt, not both");
-  }
-  if (!has_messages && !has_prompt) {
-    throw WorkloadError(file, line, "messages", "missing (give messages or prompt)");
-  }
-  if (has_messages) {
-    check_messages(j["messages"], file, line);
-    r.messages = j["messages"];
-  } else {
-    r.prompt = optional_string(j, "prompt", file, line);
-  }
-
-  if (j.contains("max_tokens")) {
-    const json& m = j["max_tokens"];
-    if (!m.is_number_integer()) {
-      throw WorkloadError(file, line, "max_tokens",
-                          std::string("must be an integer, not ") + type_name(m));
-    }
-    const int64_t value = m.get<int64_t>();
-    if (value <= 0 || value > INT_MAX) {
-      throw WorkloadError(file, line, "max_tokens", "must be > 0, got " + m.dump());
-    }
-    r.max_tokens = static_cast<int>(value);
-  }
+  RequestBody body = parse_body(j, file, line);
+  r.messages = std::move(body.messages);
+  r.prompt = std::move(body.prompt);
+  if (body.max_tokens) r.max_tokens = *body.max_tokens;
   r.model = optional_string(j, "model", file, line);
   r.domain = optional_string(j, "domain", file, line);
   r.reference = optional_string(j, "reference", file, line);
   return r;
+}
+
+PoolItem parse_pool_line(const std::string& text, const std::string& file, int line) {
+  const json j = parse_object(text, file, line);
+  PoolItem item;
+  if (!j.contains("domain")) throw WorkloadError(file, line, "domain", "missing");
+  item.domain = optional_string(j, "domain", file, line);
+  if (item.domain.empty()) throw WorkloadError(file, line, "domain", "must not be empty");
+  RequestBody body = parse_body(j, file, line);
+  item.messages = std::move(body.messages);
+  item.prompt = std::move(body.prompt);
+  item.max_tokens = body.max_tokens;
+  item.reference = optional_string(j, "reference", file, line);
+  return item;
+}
+
+std::vector<PoolItem> load_pool(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw WorkloadError(path, 0, "", "cannot open");
+  std::vector<PoolItem> out;
+  std::string text;
+  for (int line = 1; std::getline(in, text); ++line) {
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    out.push_back(parse_pool_line(text, path, line));
+  }
+  if (in.bad()) throw WorkloadError(path, 0, "", "read failed");
+  if (out.empty()) throw WorkloadError(path, 0, "", "no item in the pool");
+  return out;
 }
 
 std::vector<WorkloadRequest> load_workload(const std::string& path) {
@@ -238,10 +289,67 @@ void validate(const GeneratorOptions& o) {
     if (sum <= 0) bad("mix weights must not all be 0");
   }
   if (!(o.locality >= 0 && o.locality <= 1)) bad("locality must be in [0, 1]");
+  if (!o.domain_mix.empty()) {
+    if (o.pool.empty()) bad("a domain mix needs a pool");
+    double sum = 0;
+    for (const auto& [domain, w] : o.domain_mix) {
+      const bool known = std::any_of(o.pool.begin(), o.pool.end(),
+                                     [&](const PoolItem& item) { return item.domain == domain; });
+      if (!known) bad("domain mix: no pool item has domain '" + domain + "'");
+      if (!std::isfinite(w) || w < 0) bad("domain mix weights must be >= 0");
+      sum += w;
+    }
+    if (sum <= 0) bad("domain mix weights must not all be 0");
+  }
 }
+
+namespace {
+
+// Requests drawn from a pool: a domain by weight, then an item uniformly
+// within it. Domains are taken in sorted order so that the draw does not
+// depend on the order of the pool file's lines across domains.
+std::vector<WorkloadRequest> generate_from_pool(const GeneratorOptions& o) {
+  std::map<std::string, std::vector<const PoolItem*>> by_domain;
+  for (const PoolItem& item : o.pool) by_domain[item.domain].push_back(&item);
+  std::vector<const std::vector<const PoolItem*>*> domains;
+  std::vector<double> cumulative;
+  double sum = 0;
+  for (const auto& [domain, items] : by_domain) {
+    double weight = o.domain_mix.empty() ? 1.0 : 0.0;
+    for (const auto& [name, w] : o.domain_mix) {
+      if (name == domain) weight = w;
+    }
+    if (weight <= 0) continue;
+    sum += weight;
+    cumulative.push_back(sum);
+    domains.push_back(&items);
+  }
+
+  std::mt19937_64 rng(o.seed);
+  ArrivalProcess arrivals(o, rng);
+  std::vector<WorkloadRequest> out;
+  out.reserve(static_cast<size_t>(o.requests));
+  for (int i = 0; i < o.requests; ++i) {
+    WorkloadRequest r;
+    r.t = std::round(arrivals.next() * 1e6) / 1e6;
+    const auto& items = *domains[draw_index(rng, cumulative)];
+    const PoolItem& item = *items[std::min(
+        items.size() - 1, static_cast<size_t>(uniform01(rng) * static_cast<double>(items.size())))];
+    r.domain = item.domain;
+    r.messages = item.messages;
+    r.prompt = item.prompt;
+    r.max_tokens = item.max_tokens.value_or(o.max_tokens);
+    r.reference = item.reference;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace
 
 std::vector<WorkloadRequest> generate_workload(const GeneratorOptions& o) {
   validate(o);
+  if (!o.pool.empty()) return generate_from_pool(o);
   std::mt19937_64 rng(o.seed);
   std::vector<double> cumulative;
   double sum = 0;

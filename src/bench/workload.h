@@ -27,6 +27,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace calm {
@@ -73,6 +74,30 @@ std::string workload_line(const WorkloadRequest& request);
 // file cannot be written.
 void save_workload(const std::string& path, const std::vector<WorkloadRequest>& requests);
 
+// One item of a request pool (`calm bench workload --pool`): a prompt with
+// its domain and, optionally, a reference answer. A pool file is JSONL, one
+// item a line:
+//   {"domain": "maths", "messages": [...] or "prompt": "...",
+//    "reference": "optional", "max_tokens": optional}
+//   domain      required, a non-empty string
+//   messages / prompt, max_tokens  as in a workload line
+//   reference   optional string: the answer the quality metric scores
+// Other fields are ignored. Blank lines are skipped.
+struct PoolItem {
+  std::string domain;
+  nlohmann::json messages;            // array of messages, or null when prompt is set
+  std::optional<std::string> prompt;  // set: a /v1/completions request
+  std::optional<int> max_tokens;      // unset: the generator's max_tokens
+  std::string reference;
+};
+
+// Parses one pool line. `file` and `line` only label errors (WorkloadError).
+PoolItem parse_pool_line(const std::string& text, const std::string& file, int line);
+
+// Reads a pool file in file order. Throws WorkloadError for the first bad
+// line (naming file:line:field), an unreadable file and a file with no item.
+std::vector<PoolItem> load_pool(const std::string& path);
+
 struct GeneratorOptions {
   // "poisson": exponential gaps at `rate`. "bursty": a two-state
   // Markov-modulated Poisson process: a calm state at `rate` and a burst
@@ -97,6 +122,16 @@ struct GeneratorOptions {
   // Prompt texts, each drawn uniformly; empty: short synthetic prompts
   // ("request 17 for model m3: tell me something").
   std::vector<std::string> prompts;
+  // When not empty, each request is drawn from this pool instead of the
+  // models, mix, locality and prompts above: first a domain (by
+  // domain_mix, else uniformly over the pool's domains), then an item
+  // uniformly within that domain. The request carries the item's domain,
+  // messages or prompt, reference and max_tokens (else max_tokens above);
+  // its model stays empty (the replayer's default, "auto").
+  std::vector<PoolItem> pool;
+  // Domain -> weight >= 0, positive sum; each must be a domain of the pool;
+  // pool domains left out get weight 0. Empty: uniform over the domains.
+  std::vector<std::pair<std::string, double>> domain_mix;
   uint64_t seed = 1;
 };
 

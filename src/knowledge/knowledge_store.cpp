@@ -378,4 +378,18 @@ uint64_t KnowledgeStore::request_count() const {
   return static_cast<uint64_t>(select.column_int(0));
 }
 
+std::vector<ServedRequest> KnowledgeStore::read_requests(const std::string& path) {
+  try {
+    sqlite::Database db(path, 5000, /*read_only=*/true);
+    const std::string sql =
+        std::string("SELECT ") + kRequestColumns + " FROM requests ORDER BY id ASC";
+    sqlite::Statement select(db, sql.c_str());
+    std::vector<ServedRequest> out;
+    while (select.step()) out.push_back(read_request(select));
+    return out;
+  } catch (const sqlite::Error& e) {
+    throw std::runtime_error(std::string("knowledge store: ") + e.what());
+  }
+}
+
 }  // namespace calm

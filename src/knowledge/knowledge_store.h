@@ -149,6 +149,13 @@ class KnowledgeStore {
   // The requests stored.
   uint64_t request_count() const;
 
+  // Every request stored in the file at `path`, oldest first, read through a
+  // read-only connection: nothing is created or written and no writer thread
+  // starts. For tools that read what a (stopped or running) calm recorded,
+  // such as `calm bench suite`. Throws std::runtime_error naming the path if
+  // the file is missing, is not a knowledge store, or cannot be read.
+  static std::vector<ServedRequest> read_requests(const std::string& path);
+
   // Records lost: dropped because the queue was full, or in a batch that
   // failed to be written. Thread-safe.
   uint64_t dropped() const { return dropped_.load(); }

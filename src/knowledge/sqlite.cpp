@@ -19,8 +19,10 @@ std::string describe(sqlite3* db, const std::string& path, const std::string& wh
 
 }  // namespace
 
-Database::Database(std::string path, int busy_timeout_ms) : path_(std::move(path)) {
-  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+Database::Database(std::string path, int busy_timeout_ms, bool read_only) : path_(std::move(path)) {
+  const int flags =
+      (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+      SQLITE_OPEN_NOMUTEX;
   if (sqlite3_open_v2(path_.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
     const std::string message = describe(db_, path_, "open");
     sqlite3_close(db_);

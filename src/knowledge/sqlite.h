@@ -25,8 +25,9 @@ class Error : public std::runtime_error {
 
 class Database {
  public:
-  // Opens the file, creating it if missing. Throws Error.
-  Database(std::string path, int busy_timeout_ms);
+  // Opens the file, creating it if missing; read_only: opens an existing
+  // file for reading only (creates nothing, every write fails). Throws Error.
+  Database(std::string path, int busy_timeout_ms, bool read_only = false);
   ~Database();
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
