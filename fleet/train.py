@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 DOMAINS = ["maths", "code", "medical", "legal", "finance"]
 VOCAB = 512
 # name: (dim, layers, heads, ff)
-SIZES = {"specialist": (128, 4, 4, 352), "generalist": (288, 7, 8, 768)}
+SIZES = {"specialist": (128, 4, 4, 352), "generalist": (256, 8, 8, 768)}
 
 
 class Block(nn.Module):
