@@ -14,10 +14,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -93,6 +93,12 @@ inline std::string temp_path(const std::string& name) {
   return (std::filesystem::path(pattern) / name).string();
 }
 
+// A fleet file already on disk, for CalmServer (its relative paths resolve
+// against its own folder, as `calm serve` resolves them).
+struct FleetFile {
+  std::string path;
+};
+
 // `calm serve` on a free port, started from a fleet file's text.
 class CalmServer {
  public:
@@ -100,9 +106,33 @@ class CalmServer {
                       std::chrono::seconds start_timeout = std::chrono::seconds(60)) {
     config_path_ = temp_path("fleet.yaml");
     std::ofstream(config_path_) << fleet_yaml;
-    process_.emplace(std::vector<std::string>{env("CALM_BIN"), "serve", "--config", config_path_,
-                                              "--port", std::to_string(port)},
-                     config_path_ + ".log");
+    start({"--port", std::to_string(port)}, config_path_ + ".log", start_timeout);
+  }
+  // An existing fleet file, with extra `calm serve` arguments.
+  explicit CalmServer(const FleetFile& file, std::vector<std::string> extra_args = {},
+                      std::chrono::seconds start_timeout = std::chrono::seconds(60)) {
+    config_path_ = file.path;
+    extra_args.insert(extra_args.begin(), {"--port", "0"});
+    start(std::move(extra_args), temp_path("serve.log"), start_timeout);
+  }
+
+  int port() const { return port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(120, 0);
+    return c;
+  }
+  std::string log() const { return process_->log(); }
+  const std::string& config_path() const { return config_path_; }
+  pid_t pid() const { return process_->pid(); }
+
+ private:
+  void start(std::vector<std::string> args, const std::string& log_path,
+             std::chrono::seconds start_timeout) {
+    std::vector<std::string> argv = {env("CALM_BIN"), "serve", "--config", config_path_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    process_.emplace(argv, log_path);
     const auto deadline = std::chrono::steady_clock::now() + start_timeout;
     while (std::chrono::steady_clock::now() < deadline) {
       const std::string log = process_->log();
@@ -120,18 +150,6 @@ class CalmServer {
     throw std::runtime_error("calm serve did not start: " + process_->log());
   }
 
-  int port() const { return port_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  httplib::Client client() const {
-    httplib::Client c("127.0.0.1", port_);
-    c.set_read_timeout(120, 0);
-    return c;
-  }
-  std::string log() const { return process_->log(); }
-  const std::string& config_path() const { return config_path_; }
-  pid_t pid() const { return process_->pid(); }
-
- private:
   std::string config_path_;
   std::optional<ChildProcess> process_;
   int port_ = 0;
