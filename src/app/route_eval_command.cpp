@@ -138,9 +138,12 @@ Command add_route_eval_command(CLI::App& app) {
     std::cout << "queries: " << queries.size() << " (" << unknown << " with no known word)\n"
               << "similarity: " << similarity_mode_name(router->settings().similarity) << "\n"
               << "accuracy: " << 100 * accuracy << "%\n";
+    size_t width = 0;  // the longest label, so the figures line up however long it is
+    for (const auto& entry : per_label) width = std::max(width, entry.first.size());
     for (const auto& [label, rt] : per_label) {
-      std::cout << "  " << std::setw(12) << std::left << label << std::right
-                << 100.0 * rt.first / rt.second << "% of " << rt.second << "\n";
+      std::cout << "  " << std::setw(static_cast<int>(width + 1)) << std::left << label
+                << std::right << std::setw(5) << 100.0 * rt.first / rt.second << "% of "
+                << rt.second << "\n";
     }
     std::vector<std::string> columns;
     for (const auto& s : specs) {

@@ -7,6 +7,8 @@
 #include <set>
 #include <sstream>
 
+#include "config/yaml_error.h"
+
 namespace calm {
 namespace {
 
@@ -28,11 +30,7 @@ class Mapping {
 
   [[noreturn]] void fail_at(const YAML::Node& node, const std::string& field,
                             const std::string& message) const {
-    std::ostringstream out;
-    out << source_;
-    if (node.Mark().line >= 0) out << ":" << node.Mark().line + 1;
-    out << ": " << field << ": " << message;
-    throw SuiteConfigError(out.str());
+    throw SuiteConfigError(yaml_error_text(source_, node, field, message));
   }
   [[noreturn]] void fail(const std::string& key, const std::string& message) const {
     const YAML::Node child = node_[key];

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "cache/eviction_policy.h"
+#include "config/yaml_error.h"
 #include "scheduler/queue_policy.h"
 
 namespace calm {
@@ -29,11 +30,7 @@ class Fields {
 
   [[noreturn]] void fail_at(const YAML::Node& node, const std::string& field,
                             const std::string& message) const {
-    std::ostringstream out;
-    out << source_;
-    if (node.Mark().line >= 0) out << ":" << node.Mark().line + 1;
-    out << ": " << field << ": " << message;
-    throw ConfigError(out.str());
+    throw ConfigError(yaml_error_text(source_, node, field, message));
   }
   [[noreturn]] void fail(const std::string& key, const std::string& message) const {
     const YAML::Node child = node_[key];
