@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The evaluation fleet's whole recipe: data, tokens, training, GGUF export and
 # held-out perplexities (fleet/README.md). Writes fleet/models/*.gguf and
-# fleet/models/fleet.json. About 60 minutes on 2 cores; CI never runs it.
+# fleet/models/fleet.json. 20 to 30 minutes on 2 cores (fleet/README.md); CI never
+# runs it.
 # Needs Debian's PyTorch: apt-get install python3-torch libopenblas0-pthread
 #   fleet/train.sh [train.py options, e.g. --only code-expert]
 set -euo pipefail
