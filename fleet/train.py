@@ -33,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -203,7 +204,7 @@ def export(model, work, out, name, size, ctx, tiny):
 
 def load_raw(model, path):
     """Loads weights written by export() back into a model."""
-    raw = torch.from_numpy(__import__("numpy").fromfile(path, dtype="float32"))
+    raw = torch.from_numpy(numpy.fromfile(path, dtype="float32"))
     offset = 0
     for t in model.gguf_tensors():
         t.data.copy_(raw[offset:offset + t.numel()].view_as(t))

@@ -27,23 +27,14 @@
 #include "engines/chat_template.h"
 #include "engines/llama_backend.h"
 #include "engines/tokenize.h"
+#include "server/api_error.h"
+#include "server/openai_schema.h"
 
 namespace {
 
 struct ModelDeleter {
   void operator()(llama_model* m) const { llama_model_free(m); }
 };
-
-std::vector<calm::ChatMessage> parse_messages(const nlohmann::json& j) {
-  std::vector<calm::ChatMessage> messages;
-  for (const auto& m : j) {
-    calm::ChatMessage message;
-    message.role = m.at("role").get<std::string>();
-    message.content = m.at("content").get<std::string>();
-    messages.push_back(std::move(message));
-  }
-  return messages;
-}
 
 }  // namespace
 
@@ -81,13 +72,20 @@ int main(int argc, char** argv) {
     if (line.empty()) continue;
     try {
       const auto j = nlohmann::json::parse(line);
+      // The messages parsed as the server parses a request, so that training
+      // sees exactly the prompt calm will serve.
+      const calm::ApiRequest request =
+          calm::parse_chat_request({{"model", "training"}, {"messages", j.at("messages")}});
       const std::string prompt =
-          calm::apply_chat_template(model.get(), parse_messages(j.at("messages")));
+          calm::apply_chat_template(model.get(), request.generation.messages);
       const auto p = calm::tokenize(vocab, prompt, true);
       auto r = calm::tokenize(vocab, j.at("reference").get<std::string>(), false, false);
       r.push_back(eot);
       out << nlohmann::json{{"p", p}, {"r", r}}.dump() << "\n";
       tokens += static_cast<long>(p.size() + r.size());
+    } catch (const calm::ApiError& e) {  // messages the server would refuse
+      std::cerr << "tokenize-corpus: " << in_path << ":" << n << ": " << e.message << "\n";
+      return 1;
     } catch (const std::exception& e) {
       std::cerr << "tokenize-corpus: " << in_path << ":" << n << ": " << e.what() << "\n";
       return 1;
