@@ -27,7 +27,7 @@
 #include "engines/chat_template.h"
 #include "engines/llama_backend.h"
 #include "engines/tokenize.h"
-#include "server/api_error.h"
+#include "pipeline/api_error.h"
 #include "server/openai_schema.h"
 
 namespace {

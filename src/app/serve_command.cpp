@@ -3,7 +3,6 @@
 #include <csignal>
 #include <filesystem>
 #include <iostream>
-#include <thread>
 
 #include "app/commands.h"
 #include "app/fleet_reloader.h"
@@ -15,6 +14,7 @@
 #include "registry/registry.h"
 #include "router/router.h"
 #include "router/router_factory.h"
+#include "pipeline/request_pipeline.h"
 #include "server/http_server.h"
 #include "server/server_metrics.h"
 
@@ -30,30 +30,30 @@ sigset_t stop_signals() {
   return set;
 }
 
-// SIGINT/SIGTERM are blocked in every thread (block_stop_signals() runs before
-// any thread starts) and awaited on one, so a signal stops the server cleanly
-// instead of interrupting a decode.
+// SIGINT, SIGTERM and SIGHUP are blocked in every thread (this runs before
+// any thread starts) and awaited by the main thread (wait_for_stop), so a
+// signal never interrupts a decode.
 void block_stop_signals() {
   const sigset_t set = stop_signals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-// SIGHUP reloads the fleet file; SIGINT and SIGTERM stop the server.
-void handle_signals(HttpServer& server, FleetReloader& reloader) {
-  std::thread([set = stop_signals(), &server, &reloader] {
-    while (true) {
-      int sig = 0;
-      sigwait(&set, &sig);
-      if (sig != SIGHUP) break;
-      try {
-        reloader.reload();
-      } catch (const std::exception& e) {
-        spdlog::error("reload failed, the fleet is unchanged: {}", e.what());
-      }
+// Serves until SIGINT or SIGTERM; SIGHUP reloads the fleet file meanwhile.
+void wait_for_stop(FleetReloader& reloader) {
+  const sigset_t set = stop_signals();
+  while (true) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) continue;
+    if (sig != SIGHUP) {
+      spdlog::info("{}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      return;
     }
-    spdlog::info("stopping");
-    server.stop();
-  }).detach();
+    try {
+      reloader.reload();
+    } catch (const std::exception& e) {
+      spdlog::error("reload failed, the fleet is unchanged: {}", e.what());
+    }
+  }
 }
 
 }  // namespace
@@ -161,8 +161,20 @@ Command add_serve_command(CLI::App& app) {
     spdlog::info("energy: {}; MAPE-K loop {}", meter->source(),
                  loop_config.enabled ? "on" : "off (monitoring only)");
 
-    HttpServer server(config.server, {registry, *router, *resident, scheduler, semantic, &loop,
-                                      &energy, &metrics});
+    RequestPipeline pipeline({.registry = registry,
+                              .router = *router,
+                              .resident = *resident,
+                              .scheduler = scheduler,
+                              .semantic = semantic,
+                              .loop = &loop,
+                              .energy = &energy,
+                              .on_record = [&metrics](const RequestMetrics& m) { metrics.record(m); },
+                              .on_refusal =
+                                  [&metrics](const ApiError& e) {
+                                    metrics.record_refusal(e.status, e.code);
+                                  }});
+    HttpServer server(config.server,
+                      {registry, *resident, scheduler, pipeline, semantic, &loop, &metrics});
     FleetReloader reloader(args->config, registry, *resident, scheduler, semantic);
     server.set_reload_handler([&reloader] { return reloader.reload(); });
     int port = 0;
@@ -172,17 +184,30 @@ Command add_serve_command(CLI::App& app) {
       std::cerr << "calm serve: " << e.what() << "\n";
       return 2;
     }
-    handle_signals(server, reloader);
+    // Start-up, bottom-up: the models, the loop, then the HTTP threads.
     registry.load_all();
     resident->preload();
     loop.start();
+    server.start();
     const auto budget = resident->cache().stats().budget_bytes;
-    spdlog::info("model cache: {:.1f} MiB budget, {} eviction; scheduler: {}", budget / 1048576.0,
+    spdlog::info("model cache: {} budget, {} eviction; scheduler: {}",
+                 config.cache.budget_bytes ? fmt::format("{:.1f} MiB", budget / 1048576.0)
+                                           : std::string("no"),
                  config.cache.eviction, config.scheduler.policy);
     // Tests and scripts read this line to learn the port.
     std::cout << "calm: listening on http://" << config.server.host << ":" << port << std::endl;
-    server.run();
+
+    wait_for_stop(reloader);
+
+    // Shutdown, top-down. New requests get 503 and /health says "stopping"
+    // while the requests in flight finish (up to the grace); then the HTTP
+    // threads, the loop, the queue and the models stop, in that order.
+    pipeline.drain(config.server.drain_grace);
+    server.stop();
+    loop.stop();
+    scheduler.stop();
     registry.unload_all();
+    spdlog::info("stopped");
     return 0;
   };
 }

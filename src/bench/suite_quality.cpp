@@ -1,6 +1,6 @@
 #include "bench/suite_quality.h"
 
-#include "server/api_error.h"
+#include "pipeline/api_error.h"
 #include "server/openai_schema.h"
 
 namespace calm {

@@ -409,8 +409,30 @@ void ModelCache::release(const std::string& id) {
   notify_change();
 }
 
+void ModelCache::set_on_change(std::function<void()> on_change) {
+  std::lock_guard lock(on_change_mutex_);
+  on_change_ = std::move(on_change);
+}
+
+std::optional<std::string> ModelCache::never_fits(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  const auto it = models_.find(id);
+  if (it == models_.end() || it->second.bytes <= options_.budget_bytes) return std::nullopt;
+  const uint64_t bytes = it->second.bytes;
+  return "model '" + id + "' needs " + std::to_string(bytes / 1048576) + " MiB (" +
+         std::to_string(bytes) + " bytes), more than cache.budget (" +
+         std::to_string(options_.budget_bytes / 1048576) + " MiB, " +
+         std::to_string(options_.budget_bytes) + " bytes): it can never be loaded";
+}
+
 void ModelCache::notify_change() {
-  if (on_change_) on_change_();
+  // Copied under its own lock: set_on_change may race with a load settling.
+  std::function<void()> on_change;
+  {
+    std::lock_guard lock(on_change_mutex_);
+    on_change = on_change_;
+  }
+  if (on_change) on_change();
 }
 
 ModelCache::Stats ModelCache::stats() const {

@@ -83,7 +83,13 @@ class ModelCache {
 
   // Called (without the cache's lock) whenever room or residency may have
   // changed: a lease released, a load settled, a victim unloaded. Set before use.
-  void set_on_change(std::function<void()> on_change) { on_change_ = std::move(on_change); }
+  // Thread-safe. Set it to null before the callee is destroyed.
+  void set_on_change(std::function<void()> on_change);
+
+  // Why the model can never be loaded within the budget (its charge alone
+  // exceeds it), naming cache.budget, its size and the budget; nullopt when it
+  // can, or for an unknown id. Thread-safe, cheap.
+  std::optional<std::string> never_fits(const std::string& id) const;
 
   // One request in flight on a model. Releasing it (the destructor) lets the
   // model be evicted again. Not thread-safe itself: one owner.
@@ -198,7 +204,8 @@ class ModelCache {
   const Options options_;
   const Loader loader_;
   const Unloader unloader_;
-  std::function<void()> on_change_;
+  std::mutex on_change_mutex_;
+  std::function<void()> on_change_;  // guarded by on_change_mutex_
   std::mutex load_mutex_;  // one load at a time (run_swap); taken before mutex_
   mutable std::mutex mutex_;
   std::condition_variable changed_;

@@ -136,6 +136,7 @@ ServerConfig parse_server(const YAML::Node& node, const std::string& source) {
       "max_body_bytes", static_cast<long long>(server.max_body_bytes), 1024, 1LL << 32));
   server.http_threads =
       static_cast<int>(fields.integer("http_threads", server.http_threads, 1, 1024));
+  server.drain_grace = seconds_field(fields, "drain_grace_s", server.drain_grace);
   fields.reject_unknown();
   return server;
 }
@@ -200,7 +201,10 @@ ModelConfig parse_model(const YAML::Node& node, const std::string& source, size_
     model.read_timeout = seconds_field(fields, "read_timeout_s", model.read_timeout);
   }
   model.context = static_cast<int>(fields.integer("context", model.context, 16, 1 << 20));
-  model.parallel = static_cast<int>(fields.integer("parallel", model.parallel, 1, 256));
+  // A remote model's `parallel` is how many requests calm sends it at once
+  // (the rest wait in calm's queue); its server batches them itself.
+  const int default_parallel = model.is_local() ? model.parallel : kRemoteParallel;
+  model.parallel = static_cast<int>(fields.integer("parallel", default_parallel, 1, 256));
   model.threads = static_cast<int>(fields.integer("threads", model.threads, 0, 1024));
   model.batch = static_cast<int>(fields.integer("batch", model.batch, 1, 1 << 16));
   model.gpu_layers = static_cast<int>(fields.integer("gpu_layers", model.gpu_layers, -1, 100000));

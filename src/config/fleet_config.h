@@ -101,11 +101,19 @@ struct ModelConfig {
   bool is_local() const { return backend == Backend::kLlama; }
 };
 
+// Requests calm sends a remote model at once when its `parallel` is not given.
+inline constexpr int kRemoteParallel = 4;
+
 struct ServerConfig {
   std::string host = "127.0.0.1";
   int port = 8080;
   size_t max_body_bytes = 1 << 20;
-  int http_threads = 32;
+  // Threads that parse and write HTTP. A request waiting in the queue or for
+  // a load holds none of them, so a few serve any number of connections.
+  int http_threads = 2;
+  // On SIGTERM or SIGINT: how long requests in flight may take to finish
+  // while new ones get 503; what is left then is cancelled.
+  std::chrono::milliseconds drain_grace{10000};
 };
 
 struct RouterConfig {

@@ -8,7 +8,8 @@
 // A generation is asynchronous. submit() hands back a GenerationStream at once;
 // the engine pushes text deltas into it from its own thread and closes it with
 // either a final GenerationResult or an EngineError. The HTTP layer pulls from
-// the stream (next()) and may cancel() it when the client goes away; the
+// the stream (next(), or try_next() when its listener calls) and may cancel()
+// it when the client goes away; the
 // engine then stops generating for that request and frees its slot.
 //
 //   submit() ──► [queued] ──► [running: delta, delta, …] ──► done | error
@@ -20,6 +21,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -101,6 +103,15 @@ class GenerationStream {
   void finish(GenerationResult result);
   void fail(EngineError error);
 
+  // Consumer side, without blocking: `listener` is called (on the producer's
+  // thread, without the stream's lock) after each event is pushed, or only
+  // after the final one when `final_only`; the consumer then drains with
+  // try_next(). Called at once if events are already waiting. Set once.
+  void set_listener(std::function<void()> listener, bool final_only);
+  // The next event, or std::nullopt if none is waiting. The final event is
+  // returned once only: after it, std::nullopt.
+  std::optional<Event> try_next();
+
   // Consumer side. Blocks until an event arrives or the timeout passes
   // (std::nullopt). After the final event (result or error) it returns that
   // same final event again.
@@ -120,6 +131,11 @@ class GenerationStream {
   std::deque<Event> events_;    // guarded by mutex_
   std::optional<Event> final_;  // guarded by mutex_; set once
   bool cancelled_ = false;      // guarded by mutex_
+  bool final_taken_ = false;    // guarded by mutex_; try_next() returned the final event
+  std::function<void()> listener_;  // guarded by mutex_ (set once, then only read)
+  bool listener_final_only_ = false;  // guarded by mutex_
+
+  void notify(bool is_final);
 };
 
 struct EngineHealth {

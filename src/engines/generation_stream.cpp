@@ -11,6 +11,43 @@ void GenerationStream::push_delta(std::string text) {
     events_.emplace_back(Delta{std::move(text)});
   }
   cv_.notify_all();
+  notify(false);
+}
+
+void GenerationStream::notify(bool is_final) {
+  std::function<void()> listener;
+  {
+    std::lock_guard lock(mutex_);
+    if (!listener_ || (listener_final_only_ && !is_final)) return;
+    listener = listener_;
+  }
+  listener();
+}
+
+void GenerationStream::set_listener(std::function<void()> listener, bool final_only) {
+  bool ready = false, is_final = false;
+  {
+    std::lock_guard lock(mutex_);
+    listener_ = std::move(listener);
+    listener_final_only_ = final_only;
+    is_final = final_.has_value();
+    ready = is_final || (!final_only && !events_.empty());
+  }
+  if (ready) notify(is_final);
+}
+
+std::optional<GenerationStream::Event> GenerationStream::try_next() {
+  std::lock_guard lock(mutex_);
+  if (!events_.empty()) {
+    Event event = std::move(events_.front());
+    events_.pop_front();
+    return event;
+  }
+  if (final_ && !final_taken_) {
+    final_taken_ = true;
+    return final_;
+  }
+  return std::nullopt;
 }
 
 void GenerationStream::finish(GenerationResult result) {
@@ -20,6 +57,7 @@ void GenerationStream::finish(GenerationResult result) {
     final_ = Event{std::move(result)};
   }
   cv_.notify_all();
+  notify(true);
 }
 
 void GenerationStream::fail(EngineError error) {
@@ -29,6 +67,7 @@ void GenerationStream::fail(EngineError error) {
     final_ = Event{std::move(error)};
   }
   cv_.notify_all();
+  notify(true);
 }
 
 std::optional<GenerationStream::Event> GenerationStream::next(std::chrono::milliseconds timeout) {

@@ -13,8 +13,15 @@
 //   GET  /v1/calm/adaptations    what the MAPE-K loop changed, and why, newest first
 //   GET  /metrics                Prometheus text format
 //
-// Every error body is OpenAI's error JSON (server/api_error.h). The router
-// (router/router.h) chooses the model; this layer only speaks HTTP.
+// Every error body is OpenAI's error JSON (pipeline/api_error.h). Completions
+// go to the request pipeline (pipeline/request_pipeline.h), which routes,
+// queues and runs them; this layer only translates HTTP to and from it, on
+// the transport's I/O threads (server/http_transport.h), which never wait
+// on the queue, a load or inference. A reload runs on its own worker thread.
+//
+// Lifecycle: bind(), start() (returns at once), stop(). The owner drains the
+// pipeline between the two (app/serve_command.cpp), so that /health and the
+// other endpoints keep answering while requests finish.
 #pragma once
 
 #include <chrono>
@@ -26,16 +33,15 @@
 #include "cache/resident_set.h"
 #include "config/fleet_config.h"
 #include "mapek/mape_loop.h"
-#include "meters/energy_share.h"
+#include "pipeline/delay_queue.h"
+#include "pipeline/request_pipeline.h"
 #include "registry/registry.h"
 #include "router/router.h"
 #include "router/semantic_router.h"
 #include "scheduler/scheduler.h"
+#include "server/http_transport.h"
+#include "server/openai_sink.h"
 #include "server/server_metrics.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace calm {
 
@@ -44,55 +50,58 @@ nlohmann::json ranking_json(const Ranking& ranking, double decision_ms);
 
 class HttpServer {
  public:
-  // The parts a request goes through: the router picks the model, the
-  // scheduler queues it and the resident set's cache loads it.
+  // The parts the endpoints read; completions go through the pipeline.
   struct Parts {
     Registry& registry;
-    Router& router;
     ResidentSet& resident;
     Scheduler& scheduler;
+    RequestPipeline& pipeline;
     // The router behind `model: auto` and POST /v1/route; may be null.
     std::shared_ptr<SemanticRouterSlot> semantic;
-    MapeLoop* loop = nullptr;            // may be null: no MAPE-K loop
-    EnergyAttributor* energy = nullptr;  // may be null: no energy figures
-    ServerMetrics* metrics = nullptr;    // may be null: no /metrics
+    MapeLoop* loop = nullptr;          // may be null: no MAPE-K loop
+    ServerMetrics* metrics = nullptr;  // may be null: no /metrics
   };
   HttpServer(ServerConfig config, Parts parts);
-  ~HttpServer();
+  ~HttpServer();  // stop()
 
   // Binds host:port (port 0 picks a free one) and returns the bound port.
   // Throws std::runtime_error naming the address when it cannot bind.
   int bind();
-  // Serves until stop(). Call after bind(), from one thread.
-  void run();
-  // Thread-safe; returns at once.
+  // Starts serving on the I/O threads; returns at once.
+  void start();
+  // Closes every connection and joins the I/O threads and the reload worker.
+  // Idempotent.
   void stop();
 
   // What POST /v1/calm/reload runs: returns a JSON report, or throws
-  // ConfigError (answered 400, the fleet unchanged). Set before run().
+  // ConfigError (answered 400, the fleet unchanged). Set before start().
   void set_reload_handler(std::function<nlohmann::json()> handler) { reload_ = std::move(handler); }
 
  private:
-  void install_routes();
+  HttpOutcome handle(HttpRequest& request);
+  HttpOutcome generate(Endpoint endpoint, const HttpRequest& request);
+  HttpOutcome reload();
+  HttpResponse health() const;
+  HttpResponse models() const;
+  HttpResponse route(const HttpRequest& request) const;
+  HttpResponse feedback(const HttpRequest& request) const;
+  HttpResponse adaptations(const HttpRequest& request) const;
   nlohmann::json state_json() const;
-  // Records what one finished request cost (the Monitor's input).
-  void monitor(RequestMetrics m, std::chrono::steady_clock::time_point arrival, EnergyShare& energy,
-               const GenerationResult& result);
   // The model's state for /health and /v1/models: "ready", "unloaded" (loads
   // on demand) or "unavailable: why".
   std::string model_status(const Registry::Entry& entry) const;
 
   ServerConfig config_;
   Registry& registry_;
-  Router& router_;
   std::shared_ptr<SemanticRouterSlot> semantic_;
   ResidentSet& resident_;
   Scheduler& scheduler_;
+  RequestPipeline& pipeline_;
   MapeLoop* loop_;
-  EnergyAttributor* energy_;
   ServerMetrics* metrics_;
   std::function<nlohmann::json()> reload_;
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<DelayQueue> reload_worker_;  // reloads block (file, embeddings, loads)
+  std::unique_ptr<HttpTransport> transport_;
 };
 
 }  // namespace calm

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "engines/engine.h"
-#include "server/api_error.h"
+#include "pipeline/api_error.h"
 
 namespace calm {
 

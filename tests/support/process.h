@@ -126,6 +126,11 @@ class CalmServer {
   std::string log() const { return process_->log(); }
   const std::string& config_path() const { return config_path_; }
   pid_t pid() const { return process_->pid(); }
+  // Sends SIGTERM and waits (bounded) for the exit: its code, or nullopt.
+  std::optional<int> terminate(std::chrono::seconds timeout) {
+    ::kill(process_->pid(), SIGTERM);
+    return process_->wait_exit(timeout);
+  }
 
  private:
   void start(std::vector<std::string> args, const std::string& log_path,

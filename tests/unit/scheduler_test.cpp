@@ -265,6 +265,113 @@ TEST(Scheduler, NewMaxWaitAppliesToTheNextPick) {
   EXPECT_EQ(recorder.get(), (std::vector<std::string>{"a1", "b1", "a2"}));
 }
 
+TEST(Scheduler, SubmitReturnsBeforeTheRequestStarts) {
+  ModelCache cache({1000, 0, "lru"}, {{"a", 100}}, loader(), unloader());
+  Scheduler scheduler({.policy = "fifo"}, cache, {{"a", 1}});
+  auto held = scheduler.enter("a");
+  std::atomic<bool> started{false};
+  std::unique_ptr<Scheduler::Ticket> second;
+  std::promise<void> got;
+  scheduler.submit(
+      "a",
+      [&](std::unique_ptr<Scheduler::Ticket> t) {
+        second = std::move(t);
+        started = true;
+        got.set_value();
+      },
+      [](std::exception_ptr) {});
+  EXPECT_FALSE(started);  // queued behind the held slot; submit did not wait
+  EXPECT_EQ(scheduler.stats().queued, 1u);
+  held.reset();
+  got.get_future().wait();
+  EXPECT_TRUE(started);
+}
+
+TEST(Scheduler, CancelledQueuedRequestLeavesTheQueueAndNeverStarts) {
+  ModelCache cache({1000, 0, "lru"}, {{"a", 100}}, loader(), unloader());
+  Scheduler scheduler({.policy = "fifo"}, cache, {{"a", 1}});
+  auto held = scheduler.enter("a");
+  std::atomic<int> callbacks{0};
+  auto admission = scheduler.submit(
+      "a", [&](std::unique_ptr<Scheduler::Ticket>) { callbacks++; },
+      [&](std::exception_ptr) { callbacks++; });
+  EXPECT_TRUE(admission->cancel());
+  EXPECT_EQ(scheduler.stats().queued, 0u);
+  EXPECT_EQ(scheduler.stats().cancelled, 1u);
+  held.reset();
+  EXPECT_NO_THROW(scheduler.enter("a"));  // the slot was not taken by the cancelled one
+  EXPECT_EQ(callbacks, 0);
+}
+
+TEST(Scheduler, RequestCancelledDuringItsLoadIsDroppedOnceTheLoadSettles) {
+  std::promise<void> let_load_finish;
+  std::shared_future<void> load_may_finish = let_load_finish.get_future().share();
+  std::promise<void> load_began;
+  ModelCache cache(
+      {1000, 0, "lru"}, {{"a", 100}},
+      [&](const std::string&) -> uint64_t {
+        load_began.set_value();
+        load_may_finish.wait();
+        return 100;
+      },
+      unloader());
+  Scheduler scheduler({.policy = "fifo"}, cache, {{"a", 1}});
+  std::atomic<int> callbacks{0};
+  auto admission = scheduler.submit(
+      "a", [&](std::unique_ptr<Scheduler::Ticket>) { callbacks++; },
+      [&](std::exception_ptr) { callbacks++; });
+  load_began.get_future().wait();
+  EXPECT_TRUE(admission->cancel());
+  let_load_finish.set_value();
+  EXPECT_NO_THROW(scheduler.enter("a"));  // its slot was freed after the load
+  EXPECT_EQ(callbacks, 0);
+}
+
+TEST(Scheduler, StopFailsQueuedRequestsAndRefusesNewOnes) {
+  ModelCache cache({1000, 0, "lru"}, {{"a", 100}}, loader(), unloader());
+  Scheduler scheduler({.policy = "fifo"}, cache, {{"a", 1}});
+  auto held = scheduler.enter("a");
+  std::promise<std::exception_ptr> failed;
+  scheduler.submit(
+      "a", [](std::unique_ptr<Scheduler::Ticket>) {},
+      [&](std::exception_ptr e) { failed.set_value(e); });
+  scheduler.stop();
+  try {
+    std::rethrow_exception(failed.get_future().get());
+  } catch (const SchedulerError& e) {
+    EXPECT_EQ(e.kind(), SchedulerError::Kind::kStopping);
+  }
+  try {
+    scheduler.enter("a");
+    FAIL() << "a stopped scheduler admitted a request";
+  } catch (const SchedulerError& e) {
+    EXPECT_EQ(e.kind(), SchedulerError::Kind::kStopping);
+  }
+}
+
+TEST(Scheduler, RemoteModelIsLimitedByItsSlotsWithoutACacheLease) {
+  ModelCache cache({1000, 0, "lru"}, {{"a", 100}}, loader(), unloader());
+  Scheduler scheduler({.policy = "fifo"}, cache,
+                      {{"a", 1}, {.id = "far", .slots = 2, .max_in_flight = 3, .local = false}});
+  auto f1 = scheduler.enter("far");
+  auto f2 = scheduler.enter("far");
+  EXPECT_TRUE(f1->cache_hit());
+  std::promise<void> third_started;
+  std::unique_ptr<Scheduler::Ticket> f3;
+  scheduler.submit(
+      "far",
+      [&](std::unique_ptr<Scheduler::Ticket> t) {
+        f3 = std::move(t);
+        third_started.set_value();
+      },
+      [](std::exception_ptr) {});
+  EXPECT_EQ(scheduler.stats().queued, 1u);  // both slots busy
+  EXPECT_THROW(scheduler.enter("far"), SchedulerError);  // max_in_flight 3
+  f1.reset();
+  third_started.get_future().wait();
+  EXPECT_EQ(cache.stats().models[0].loads, 0u);  // no cache involvement
+}
+
 TEST(Scheduler, UnknownPolicyIsRejected) {
   ModelCache cache({1000, 0, "lru"}, {{"a", 100}}, loader(), unloader());
   EXPECT_THROW(Scheduler({.policy = "lifo"}, cache, {{"a", 1}}), std::invalid_argument);

@@ -1,4 +1,4 @@
-#include "server/api_error.h"
+#include "pipeline/api_error.h"
 
 namespace calm {
 
@@ -43,6 +43,8 @@ ApiError ApiError::from_scheduler(const SchedulerError& error) {
     api = ApiError{429, error.what(), "rate_limit_error", "", "model_busy"};
   } else if (error.kind() == Kind::kTimedOut) {
     api.code = "queue_timeout";
+  } else if (error.kind() == Kind::kStopping) {
+    api.code = "server_stopping";
   }
   api.retry_after_s = error.retry_after_s();
   return api;

@@ -1,0 +1,375 @@
+#include "pipeline/request_pipeline.h"
+
+#include <spdlog/spdlog.h>
+
+#include <random>
+#include <vector>
+
+#include "meters/energy_share.h"
+
+namespace calm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string random_id(const std::string& prefix) {
+  // A per-process random part and a counter: unique within a run, and
+  // unlikely to repeat across restarts.
+  static const uint64_t salt =
+      (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+  static std::atomic<uint64_t> counter{0};
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%s-%016llx%06llx", prefix.c_str(),
+                static_cast<unsigned long long>(salt),
+                static_cast<unsigned long long>(counter.fetch_add(1) & 0xffffff));
+  return buf;
+}
+
+long long unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double ms_since(Clock::time_point from) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - from).count();
+}
+
+ApiError unavailable(const std::string& message) {
+  return ApiError{503, message, "server_error", "", "model_unavailable"};
+}
+
+ApiError cancelled_error() {
+  return ApiError{499, "the client closed the request", "invalid_request_error", "", "cancelled"};
+}
+
+}  // namespace
+
+// A routed request needs words to route by.
+void require_query_text(const GenerationRequest& request) {
+  const std::string text = SemanticRouter::query_text(request);
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    throw ApiError::bad_request(
+        "nothing to route by: the last user message (or the prompt) is empty",
+        request.is_chat() ? "messages" : "prompt", "empty_query");
+  }
+}
+
+// One request's state. `mutex` serialises every sink call and guards the
+// fields below it; the sink is never called twice at once.
+struct RequestPipeline::Call::State {
+  uint64_t id = 0;
+  RequestPipeline* pipeline = nullptr;  // outlives the call
+  PipelineRequest request;
+  std::shared_ptr<PipelineSink> sink;
+
+  std::mutex mutex;
+  bool ended = false;      // guarded by mutex; the sink was told the end
+  bool cancelled = false;  // guarded by mutex
+  bool started = false;    // guarded by mutex; the scheduler started it
+  bool delayed = false;    // guarded by mutex; waiting out models[].inject_delay_ms
+  Registry::EntryPtr entry;                           // guarded by mutex
+  std::shared_ptr<Scheduler::Admission> admission;    // guarded by mutex
+  std::unique_ptr<Scheduler::Ticket> ticket;          // guarded by mutex
+  std::shared_ptr<GenerationStream> stream;           // guarded by mutex
+  std::unique_ptr<EnergyShare> energy;                // guarded by mutex
+  PipelineStart start;                                // guarded by mutex
+};
+
+RequestPipeline::RequestPipeline(Parts parts)
+    : registry_(parts.registry),
+      router_(parts.router),
+      resident_(parts.resident),
+      scheduler_(parts.scheduler),
+      semantic_(std::move(parts.semantic)),
+      loop_(parts.loop),
+      energy_(parts.energy),
+      on_record_(std::move(parts.on_record)),
+      on_refusal_(std::move(parts.on_refusal)) {}
+
+RequestPipeline::~RequestPipeline() {
+  drain(std::chrono::milliseconds(0));
+}
+
+size_t RequestPipeline::in_flight() const {
+  std::lock_guard lock(mutex_);
+  return calls_.size();
+}
+
+std::shared_ptr<RequestPipeline::Call> RequestPipeline::submit(PipelineRequest request,
+                                                               std::shared_ptr<PipelineSink> sink) {
+  auto state = std::make_shared<Call::State>();
+  state->pipeline = this;
+  state->request = std::move(request);
+  state->sink = std::move(sink);
+  {
+    std::lock_guard lock(mutex_);
+    state->id = next_call_++;
+    calls_[state->id] = state;
+  }
+  auto call = std::shared_ptr<Call>(new Call(state));
+  if (draining_) {
+    fail(state, ApiError{503, "the server is stopping", "server_error", "", "server_stopping", 1});
+    return call;
+  }
+  admit(state);
+  return call;
+}
+
+void RequestPipeline::admit(const std::shared_ptr<Call::State>& call) {
+  const PipelineRequest& request = call->request;
+  try {
+    const auto semantic = semantic_ ? semantic_->get() : nullptr;
+    if (semantic && request.model == semantic->settings().auto_model) {
+      require_query_text(request.generation);
+    }
+    const auto decision = router_.route(request.model, request.generation);
+    if (!decision) {
+      throw ApiError{404,
+                     "the model '" + request.model + "' does not exist (GET /v1/models lists them)",
+                     "invalid_request_error", "model", "model_not_found"};
+    }
+    const Registry::EntryPtr entry = decision->entry;
+    const std::string& id = entry->config.id;
+    const bool local = entry->config.is_local();
+    if (!local && !registry_.ensure_ready(*entry)) {
+      const std::string why = entry->load_error();
+      throw unavailable("the model '" + id + "' is unavailable" + (why.empty() ? "" : ": " + why));
+    }
+    {
+      std::lock_guard lock(call->mutex);
+      call->entry = entry;
+      call->start.response_id = random_id(request.id_prefix);
+      call->start.model = id;
+      call->start.route_reason = decision->reason;
+      call->start.local = local;
+    }
+    if (local) resident_.note_request(id);
+    std::shared_ptr<Scheduler::Admission> admission;
+    try {
+      admission = scheduler_.submit(
+          id, [this, call](std::unique_ptr<Scheduler::Ticket> ticket) {
+            start(call, std::move(ticket));
+          },
+          [this, call](std::exception_ptr error) {
+            try {
+              std::rethrow_exception(error);
+            } catch (const SchedulerError& e) {
+              fail(call, ApiError::from_scheduler(e));
+            } catch (const CacheError& e) {
+              fail(call, unavailable(e.what()));
+            }
+          });
+    } catch (const SchedulerError& e) {
+      throw ApiError::from_scheduler(e);
+    } catch (const CacheError& e) {
+      throw unavailable(e.what());
+    } catch (const std::out_of_range&) {
+      // Routed to a model that a reload removed in the meantime.
+      throw unavailable("the model '" + id + "' was removed from the fleet by a reload");
+    }
+    bool withdraw = false;
+    {
+      std::lock_guard lock(call->mutex);
+      call->admission = admission;
+      withdraw = call->cancelled && !call->started;
+    }
+    // The client left while it was being admitted.
+    if (withdraw && admission->cancel()) fail(call, cancelled_error());
+  } catch (const ApiError& error) {
+    fail(call, error);
+  }
+}
+
+void RequestPipeline::start(const std::shared_ptr<Call::State>& call,
+                            std::unique_ptr<Scheduler::Ticket> ticket) {
+  int delay_ms = 0;
+  {
+    std::lock_guard lock(call->mutex);
+    call->started = true;
+    if (!call->cancelled) {
+      // The engine the cache loaded is the registry's current one for this id
+      // (a reload may have replaced the one routed to while it waited).
+      if (call->start.local && !call->entry->ready()) {
+        if (auto current = registry_.find(call->start.model)) call->entry = current;
+      }
+      call->start.cache_hit = ticket->cache_hit();
+      call->start.queue_ms = ticket->queue_ms() + ticket->load_ms();
+      call->ticket = std::move(ticket);
+      delay_ms = call->entry->config.inject_delay_ms;
+      call->delayed = delay_ms > 0;
+    }
+  }
+  if (ticket) {  // cancelled while it waited: the slot frees now
+    ticket.reset();
+    fail(call, cancelled_error());
+    return;
+  }
+  if (delay_ms > 0) {
+    // Fault injection (models[].inject_delay_ms): a slow model, on purpose.
+    delays_.after(std::chrono::milliseconds(delay_ms), [this, call] { run_engine(call); });
+    return;
+  }
+  run_engine(call);
+}
+
+void RequestPipeline::run_engine(const std::shared_ptr<Call::State>& call) {
+  Registry::EntryPtr entry;
+  bool cancelled = false;
+  {
+    std::lock_guard lock(call->mutex);
+    call->delayed = false;
+    cancelled = call->cancelled;
+    entry = call->entry;
+  }
+  if (cancelled) {
+    fail(call, cancelled_error());
+    return;
+  }
+  std::shared_ptr<GenerationStream> stream;
+  try {
+    auto energy = std::make_unique<EnergyShare>(energy_);
+    stream = entry->engine->submit(call->request.generation);
+    std::lock_guard lock(call->mutex);
+    call->energy = std::move(energy);
+    call->stream = stream;
+    call->start.created = unix_now();
+    call->sink->started(call->start);
+    if (call->cancelled) stream->cancel();  // the client left while it started
+  } catch (const EngineError& error) {
+    fail(call, ApiError::from_engine(error));
+    return;
+  }
+  stream->set_listener([this, call] { drain_stream(call); }, !call->request.stream);
+}
+
+void RequestPipeline::drain_stream(const std::shared_ptr<Call::State>& call) {
+  bool ended = false;
+  {
+    std::lock_guard lock(call->mutex);
+    if (call->ended) return;
+    while (auto event = call->stream->try_next()) {
+      if (const auto* delta = std::get_if<GenerationStream::Delta>(&*event)) {
+        if (call->request.stream) call->sink->delta(delta->text);
+        continue;
+      }
+      call->ended = ended = true;
+      if (const auto* result = std::get_if<GenerationResult>(&*event)) {
+        monitor(*call, *result);
+        call->sink->finished(*result);
+      } else {
+        const ApiError error = ApiError::from_engine(std::get<EngineError>(*event));
+        if (on_refusal_) on_refusal_(error);
+        call->sink->failed(error);
+      }
+      break;
+    }
+  }
+  if (ended) end(call);
+}
+
+void RequestPipeline::fail(const std::shared_ptr<Call::State>& call, const ApiError& error) {
+  {
+    std::lock_guard lock(call->mutex);
+    if (call->ended) return;
+    call->ended = true;
+    if (on_refusal_ && error.status != 499) on_refusal_(error);
+    call->sink->failed(error);
+  }
+  end(call);
+}
+
+void RequestPipeline::end(const std::shared_ptr<Call::State>& call) {
+  // Released outside the call's lock: a ticket's release starts the next
+  // request, whose callbacks take that request's own lock.
+  std::unique_ptr<Scheduler::Ticket> ticket;
+  std::shared_ptr<GenerationStream> stream;
+  std::unique_ptr<EnergyShare> energy;
+  std::shared_ptr<PipelineSink> sink;
+  {
+    std::lock_guard lock(call->mutex);
+    ticket = std::move(call->ticket);
+    stream = std::move(call->stream);
+    energy = std::move(call->energy);
+    call->admission.reset();
+  }
+  if (stream) stream->cancel();  // no-op once finished
+  ticket.reset();
+  {
+    std::lock_guard lock(mutex_);
+    calls_.erase(call->id);
+  }
+  idle_.notify_all();
+}
+
+void RequestPipeline::Call::cancel() {
+  std::shared_ptr<GenerationStream> stream;
+  std::shared_ptr<Scheduler::Admission> admission;
+  bool delayed = false;
+  {
+    std::lock_guard lock(state_->mutex);
+    if (state_->ended || state_->cancelled) return;
+    state_->cancelled = true;
+    stream = state_->stream;
+    delayed = state_->delayed;
+    if (!state_->started) admission = state_->admission;
+  }
+  // Running: the engine stops at its next token and the stream ends
+  // "cancelled", which ends the call. Queued: it leaves the queue now.
+  // Started but not yet running: start() or run_engine() sees the flag.
+  // Being admitted (no admission yet): admit() sees the flag.
+  // Waiting out an injected delay: it ends now (run_engine then does nothing).
+  if (stream) {
+    stream->cancel();
+  } else if (delayed || (admission && admission->cancel())) {
+    state_->pipeline->fail(state_, cancelled_error());
+  }
+}
+
+void RequestPipeline::monitor(const Call::State& call, const GenerationResult& r) {
+  RequestMetrics m;
+  m.response_id = call.start.response_id;
+  m.model = call.start.model;
+  m.routed_by = call.start.route_reason;
+  m.queue_ms = call.start.local ? call.start.queue_ms : 0;
+  m.latency_ms = ms_since(call.request.arrival);
+  m.ttft_ms = r.time_to_first_token_ms;
+  m.tokens_in = r.prompt_tokens;
+  m.tokens_out = r.completion_tokens;
+  const double decode_ms = r.total_ms - r.time_to_first_token_ms;
+  m.decode_tps = decode_ms > 0 ? 1000.0 * std::max(0, r.completion_tokens - 1) / decode_ms : 0;
+  if (call.energy) {
+    m.energy_j = call.energy->end();
+    m.energy_source = call.energy->source();
+  }
+  m.memory_bytes = static_cast<double>(resident_.cache().charged_bytes(m.model).value_or(0));
+  m.confidence = confidence_from_logprobs(r.token_logprobs);
+  m.cancelled = r.finish_reason == "cancelled";
+  if (loop_) {
+    loop_->on_request(m);
+  } else {
+    router_.observe(m.model, r);
+  }
+  if (on_record_) on_record_(m);
+}
+
+void RequestPipeline::drain(std::chrono::milliseconds grace) {
+  draining_ = true;
+  std::unique_lock lock(mutex_);
+  idle_.wait_for(lock, grace, [&] { return calls_.empty(); });
+  std::vector<std::shared_ptr<Call::State>> left;
+  for (auto& [id, weak] : calls_) {
+    if (auto state = weak.lock()) left.push_back(std::move(state));
+  }
+  lock.unlock();
+  if (!left.empty()) spdlog::warn("stopping: cancelling {} requests still in flight", left.size());
+  for (auto& state : left) Call(state).cancel();
+  lock.lock();
+  // Cancelled generations end at their next token; a remote one within its
+  // read timeout at worst.
+  if (!idle_.wait_for(lock, std::chrono::seconds(30), [&] { return calls_.empty(); })) {
+    spdlog::error("stopping: {} requests did not end after cancellation", calls_.size());
+  }
+}
+
+}  // namespace calm
