@@ -128,6 +128,8 @@ void Scheduler::dispatch_locked() {
 }
 
 std::unique_ptr<Scheduler::Ticket> Scheduler::enter(const std::string& model) {
+  // Refused before queueing: no wait can make room for it.
+  if (auto why = cache_.never_fits(model)) throw CacheError(*why, CacheError::Kind::kNeverFits);
   Waiter waiter;
   std::unique_lock lock(mutex_);
   const auto it = models_.find(model);

@@ -532,6 +532,7 @@ std::string HttpServer::model_status(const Registry::Entry& entry) const {
   if (entry.ready()) return "ready";
   const std::string& id = entry.config.id;
   if (resident_.manages(id)) {
+    if (auto why = resident_.cache().never_fits(id)) return "unavailable: " + *why;
     const std::string error = resident_.load_error(id);
     return error.empty() ? "unloaded" : "unavailable: " + error;
   }
@@ -563,8 +564,10 @@ nlohmann::json HttpServer::state_json() const {
                     {"prefetches", m.prefetches},
                     {"idle_unloads", m.idle_unloads},
                     {"last_load_ms", m.last_load_ms},
-                    {"total_load_ms", m.total_load_ms}};
+                    {"total_load_ms", m.total_load_ms},
+                    {"rss_delta_bytes", m.rss_delta_bytes}};
     if (!m.last_error.empty()) cached[m.id]["last_error"] = m.last_error;
+    if (!m.never_fits.empty()) cached[m.id]["never_fits"] = m.never_fits;
   }
 
   const Scheduler::Stats sched = scheduler_.stats();
@@ -596,7 +599,9 @@ nlohmann::json HttpServer::state_json() const {
             {"longest_service_ms", sched.longest_service_ms},
             {"models", queues}}},
           {"process",
-           {{"rss_bytes", process_rss_bytes()}, {"peak_rss_bytes", process_peak_rss_bytes()}}},
+           {{"rss_bytes", process_rss_bytes()},
+            {"peak_rss_bytes", process_peak_rss_bytes()},
+            {"backend_overhead_bytes", resident_.backend_overhead_bytes()}}},
           {"loop", loop_ ? loop_->state() : json(nullptr)}};
 }
 
