@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstdio>
+#include <limits>
 #include <set>
 #include <utility>
 
@@ -10,8 +12,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// "5.8 MiB (6038323 bytes)": rounded figures alone can read as equal.
 std::string mib(uint64_t bytes) {
-  return std::to_string(bytes / (1024 * 1024)) + " MiB (" + std::to_string(bytes) + " bytes)";
+  char text[64];
+  std::snprintf(text, sizeof(text), "%.1f MiB (%llu bytes)", bytes / 1048576.0,
+                static_cast<unsigned long long>(bytes));
+  return text;
 }
 
 }  // namespace
@@ -37,7 +43,6 @@ ModelCache::ModelCache(Options options, std::vector<ModelSpec> models, Loader lo
       unloader_(std::move(unloader)),
       policy_(make_eviction_policy(options_.eviction)) {
   if (!policy_) throw CacheError("unknown eviction policy '" + options_.eviction + "'");
-  if (options_.budget_bytes == 0) throw CacheError("the memory budget must be more than 0 bytes");
   update_models(std::move(models), {});
 }
 
@@ -46,7 +51,7 @@ ModelCache::~ModelCache() = default;
 void ModelCache::update_models(std::vector<ModelSpec> models,
                                const std::vector<std::string>& reset) {
   for (const auto& spec : models) {
-    if (spec.estimated_bytes > options_.budget_bytes) {
+    if (options_.budget_bytes > 0 && spec.estimated_bytes > options_.budget_bytes) {
       throw CacheError("model '" + spec.id + "' needs about " + mib(spec.estimated_bytes) +
                        ", more than the whole budget of " + mib(options_.budget_bytes));
     }
@@ -99,6 +104,32 @@ uint64_t ModelCache::used_locked() const {
   return used;
 }
 
+uint64_t ModelCache::budget_locked() const {
+  return options_.budget_bytes > 0 ? options_.budget_bytes : std::numeric_limits<uint64_t>::max();
+}
+
+std::optional<std::string> ModelCache::never_fits_locked(const std::string& id) const {
+  const auto it = models_.find(id);
+  if (options_.budget_bytes == 0 || it == models_.end()) return std::nullopt;
+  const Model& m = it->second;
+  if (m.state == State::kResident || m.state == State::kLoading) return std::nullopt;
+  // Pinned models that hold memory never leave: their bytes are never free.
+  uint64_t pinned = 0;
+  for (const auto& [other, o] : models_) {
+    if (other != id && o.spec.pinned && o.state != State::kUnloaded) pinned += o.bytes;
+  }
+  if (m.bytes + pinned <= options_.budget_bytes) return std::nullopt;
+  const std::string size = m.stats.loads > 0 ? "takes " : "needs about ";
+  return "model '" + id + "' can never fit cache.budget: it " + size + mib(m.bytes) +
+         (pinned > 0 ? " beside " + mib(pinned) + " held by pinned models" : "") +
+         ", and cache.budget is " + mib(options_.budget_bytes);
+}
+
+std::optional<std::string> ModelCache::never_fits(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  return never_fits_locked(id);
+}
+
 uint64_t ModelCache::held_locked() const {
   uint64_t held = 0;
   for (const auto& [id, m] : models_) {
@@ -131,11 +162,11 @@ std::optional<std::vector<std::string>> ModelCache::room_for_locked(const std::s
   const Model& m = models_.at(id);
   size_t resident_count = 0;
   for (const auto& [other, o] : models_) resident_count += o.state != State::kUnloaded ? 1 : 0;
-  const bool fits = used_locked() + m.bytes <= options_.budget_bytes &&
+  const bool fits = (options_.budget_bytes == 0 || used_locked() + m.bytes <= budget_locked()) &&
                     (options_.max_resident == 0 || resident_count + 1 <= options_.max_resident);
   if (fits) return std::vector<std::string>{};
   // The policy's bookkeeping is only read here: choose_victims is const in effect.
-  return policy_->choose_victims(residents_locked(), m.bytes, options_.budget_bytes,
+  return policy_->choose_victims(residents_locked(), m.bytes, budget_locked(),
                                  options_.max_resident);
 }
 
@@ -150,7 +181,9 @@ bool ModelCache::can_acquire_now(const std::string& id) const {
     case State::kUnloading:
       return false;
     case State::kUnloaded:
-      return room_for_locked(id).has_value();
+      // A model that can never fit is "available": try_acquire then throws
+      // its error at once, rather than leaving a request queued for ever.
+      return never_fits_locked(id) || room_for_locked(id).has_value();
   }
   return false;
 }
@@ -189,6 +222,7 @@ std::optional<ModelCache::Lease> ModelCache::try_acquire(const std::string& id) 
     case State::kUnloaded:
       break;
   }
+  if (auto why = never_fits_locked(id)) throw CacheError(*why, CacheError::Kind::kNeverFits);
   auto victims = room_for_locked(id);
   if (!victims) return std::nullopt;
   // Reserve the swap: nobody else can take this room or start on a victim.
@@ -205,6 +239,7 @@ std::optional<ModelCache::Lease> ModelCache::try_prefetch(const std::string& id)
   std::lock_guard lock(mutex_);
   const auto it = models_.find(id);
   if (it == models_.end() || it->second.state != State::kUnloaded) return std::nullopt;
+  if (never_fits_locked(id)) return std::nullopt;
   const auto victims = room_for_locked(id);
   if (!victims || !victims->empty()) return std::nullopt;  // never evict for a guess
   Model& m = it->second;
@@ -281,7 +316,7 @@ void ModelCache::run_swap(Lease& lease) {
   }
 
   const auto start = Clock::now();
-  uint64_t measured = 0;
+  LoadResult measured;
   std::string error;
   try {
     measured = loader_(id);
@@ -293,14 +328,12 @@ void ModelCache::run_swap(Lease& lease) {
   std::unique_lock lock(mutex_);
   Model& m = models_.at(id);
   m.load_started = false;
+  CacheError::Kind kind = CacheError::Kind::kOther;
   if (error.empty()) {
-    // The measurement replaces the estimate, plus a 5% margin: the same model
-    // measures up to ~3% differently from load to load, and a fit that was
-    // exact would then overshoot. After that the charge only ratchets up.
-    if (measured > 0) {
-      const uint64_t charge = measured + measured / 20;
-      m.bytes = m.stats.loads == 0 ? charge : std::max(m.bytes, charge);
-    }
+    // What the engine allocated is the same on every load: it replaces the
+    // estimate as it is.
+    if (measured.bytes > 0) m.bytes = measured.bytes;
+    m.stats.rss_delta_bytes = measured.rss_delta_bytes;
     m.state = State::kResident;
     m.loaded_generation = lease.generation_;
     m.stats.loads++;
@@ -310,9 +343,9 @@ void ModelCache::run_swap(Lease& lease) {
     policy_->on_load(id, m.bytes, load_ms);
     policy_->on_access(id);
     // What is really in memory now (not the room reserved for swaps still to
-    // come) must be within the budget. Only a load that measured above its
-    // charge can break that: evict idle models, or undo the load.
-    if (held_locked() > options_.budget_bytes) {
+    // come) must be within the budget. Only a load that reported more than
+    // its charge can break that: evict idle models, or undo the load.
+    if (options_.budget_bytes > 0 && held_locked() > options_.budget_bytes) {
       auto residents = residents_locked();
       for (auto& r : residents) r.pinned = r.pinned || r.id == id;
       const auto victims = policy_->choose_victims(residents, 0, options_.budget_bytes, 0);
@@ -325,6 +358,12 @@ void ModelCache::run_swap(Lease& lease) {
         evict_now_locked(lock, id);
         m.stats.evictions--;  // not an eviction: a load that did not fit
         m.loaded_generation = 0;
+        // Unloaded again, it is judged by what it really took: if that alone
+        // (beside the pinned models) exceeds the budget it can never fit.
+        if (auto why = never_fits_locked(id)) {
+          error = *why;
+          kind = CacheError::Kind::kNeverFits;
+        }
       }
     }
   } else {
@@ -334,13 +373,14 @@ void ModelCache::run_swap(Lease& lease) {
   if (!error.empty()) {
     m.stats.load_failures++;
     m.stats.last_error = error;
+    m.last_error_kind = kind;
   }
   peak_held_ = std::max(peak_held_, held_locked());
   ++change_count_;
   lock.unlock();
   changed_.notify_all();
   notify_change();
-  if (!error.empty()) throw CacheError(error);
+  if (!error.empty()) throw CacheError(error, kind);
 }
 
 void ModelCache::wait_for_load(const Lease& lease) {
@@ -350,7 +390,9 @@ void ModelCache::wait_for_load(const Lease& lease) {
       lock, [&] { return m.load_generation != lease.generation_ || m.state != State::kLoading; });
   // Later loads may have run since; whether this lease's load succeeded is
   // recorded by its generation.
-  if (m.loaded_generation != lease.generation_) throw CacheError(m.stats.last_error);
+  if (m.loaded_generation != lease.generation_) {
+    throw CacheError(m.stats.last_error, m.last_error_kind);
+  }
   // The lease kept the model busy, so a successful load cannot have been
   // evicted since.
   assert(m.state == State::kResident);
@@ -381,10 +423,13 @@ ModelCache::Lease ModelCache::acquire(const std::string& id, std::chrono::millis
     std::unique_lock lock(mutex_);
     if (!changed_.wait_until(lock, deadline, [&] { return change_count_ != seen; })) {
       const Model& m = models_.at(id);
+      const std::string limit =
+          options_.budget_bytes > 0
+              ? "it needs " + mib(m.bytes) + " of a " + mib(options_.budget_bytes) + " budget"
+              : "at most " + std::to_string(options_.max_resident) + " models may be resident";
       throw CacheError("model '" + id + "': no room after waiting " +
-                       std::to_string(wait_limit.count()) + " ms: it needs " + mib(m.bytes) +
-                       " of a " + mib(options_.budget_bytes) +
-                       " budget and every other resident model is busy or pinned");
+                       std::to_string(wait_limit.count()) + " ms: " + limit +
+                       " and every other resident model is busy or pinned");
     }
   }
 }
@@ -414,17 +459,6 @@ void ModelCache::set_on_change(std::function<void()> on_change) {
   on_change_ = std::move(on_change);
 }
 
-std::optional<std::string> ModelCache::never_fits(const std::string& id) const {
-  std::lock_guard lock(mutex_);
-  const auto it = models_.find(id);
-  if (it == models_.end() || it->second.bytes <= options_.budget_bytes) return std::nullopt;
-  const uint64_t bytes = it->second.bytes;
-  return "model '" + id + "' needs " + std::to_string(bytes / 1048576) + " MiB (" +
-         std::to_string(bytes) + " bytes), more than cache.budget (" +
-         std::to_string(options_.budget_bytes / 1048576) + " MiB, " +
-         std::to_string(options_.budget_bytes) + " bytes): it can never be loaded";
-}
-
 void ModelCache::notify_change() {
   // Copied under its own lock: set_on_change may race with a load settling.
   std::function<void()> on_change;
@@ -448,6 +482,7 @@ ModelCache::Stats ModelCache::stats() const {
     ms.state = state_name(m.state);
     ms.bytes = m.bytes;
     ms.in_flight = m.in_flight;
+    ms.never_fits = never_fits_locked(id).value_or("");
     s.models.push_back(std::move(ms));
   }
   return s;

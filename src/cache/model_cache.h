@@ -22,16 +22,19 @@
 // While any lease is held the model is busy and is never evicted.
 //
 // Memory: a model is charged its estimated bytes from the moment it is
-// reserved and its measured bytes once loaded (the loader returns what loading
-// really took); the first measurement (plus a 5% margin for load-to-load
-// noise) replaces the estimate, and later ones can only raise it. Loads run
-// one at a time.
+// reserved and, once loaded, the bytes its loader reports (what llama.cpp
+// allocated for it: deterministic, the same on every load, so it simply
+// replaces the estimate). Loads run one at a time.
 // Victims are unloaded before the load starts, so what is really held never
-// exceeds the budget even while a swap is in progress. If a load measures
-// above its charge and what is held then exceeds the budget, idle models are
+// exceeds the budget even while a swap is in progress. If a load reports more
+// than its charge and what is held then exceeds the budget, idle models are
 // evicted to get back under it, and if that is impossible the model is
 // unloaded again and its leases fail: the budget is never exceeded once a
 // load has settled.
+// A budget of 0 means no limit: every model fits (only max_resident counts).
+// With a budget, a model whose charge alone, plus the pinned models that hold
+// memory and never leave, exceeds it can never fit: never_fits() says so and
+// try_acquire throws CacheError(kNeverFits) at once instead of waiting.
 //
 // Thread-safe. Loader, unloader and the change callback run without the
 // cache's lock held; the callback must not destroy a Lease under a lock that
@@ -56,13 +59,22 @@ namespace calm {
 
 class CacheError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  enum class Kind {
+    kOther,      // unknown model, failed load, no room within the wait
+    kNeverFits,  // the model can never fit cache.budget: no wait will help
+  };
+  explicit CacheError(const std::string& what, Kind kind = Kind::kOther)
+      : std::runtime_error(what), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
 };
 
 class ModelCache {
  public:
   struct Options {
-    uint64_t budget_bytes = 0;  // required, > 0
+    uint64_t budget_bytes = 0;  // 0: no limit
     size_t max_resident = 0;    // 0: no count limit
     std::string eviction = "lru";
   };
@@ -71,13 +83,22 @@ class ModelCache {
     uint64_t estimated_bytes = 0;
     bool pinned = false;
   };
-  // Loads a model and returns the bytes it really took (0: unknown, keep the
-  // estimate); throws to fail.
-  using Loader = std::function<uint64_t(const std::string& id)>;
+  // What a load reports: the bytes to charge (what the engine allocated; 0:
+  // unknown, keep the estimate) and, as a cross-check that is only shown,
+  // how much the process's RSS grew across it.
+  struct LoadResult {
+    // Implicit: a loader may return the bytes alone.
+    LoadResult(uint64_t charge = 0, uint64_t rss_delta = 0)
+        : bytes(charge), rss_delta_bytes(rss_delta) {}
+    uint64_t bytes;
+    uint64_t rss_delta_bytes;
+  };
+  // Loads a model and returns what it took; throws to fail.
+  using Loader = std::function<LoadResult(const std::string& id)>;
   using Unloader = std::function<void(const std::string& id)>;
 
-  // Throws CacheError for an unknown eviction policy, a zero budget, or a
-  // model whose estimate alone exceeds the budget.
+  // Throws CacheError for an unknown eviction policy or a model whose
+  // estimate alone exceeds the budget.
   ModelCache(Options options, std::vector<ModelSpec> models, Loader loader, Unloader unloader);
   ~ModelCache();
 
@@ -85,11 +106,6 @@ class ModelCache {
   // changed: a lease released, a load settled, a victim unloaded. Set before use.
   // Thread-safe. Set it to null before the callee is destroyed.
   void set_on_change(std::function<void()> on_change);
-
-  // Why the model can never be loaded within the budget (its charge alone
-  // exceeds it), naming cache.budget, its size and the budget; nullopt when it
-  // can, or for an unknown id. Thread-safe, cheap.
-  std::optional<std::string> never_fits(const std::string& id) const;
 
   // One request in flight on a model. Releasing it (the destructor) lets the
   // model be evicted again. Not thread-safe itself: one owner.
@@ -124,8 +140,14 @@ class ModelCache {
     bool owns_load_ = false;
   };
 
-  // Never blocks on a load (see the top). Throws CacheError for an unknown model.
+  // Never blocks on a load (see the top). Throws CacheError for an unknown
+  // model, and CacheError(kNeverFits) with never_fits()'s message for a model
+  // that can never fit.
   std::optional<Lease> try_acquire(const std::string& id);
+  // Why the model can never fit the budget (naming cache.budget, its size and
+  // the budget), or nullopt when it can (always without a budget, and for an
+  // unknown id). Resident or loading models fit by definition. Thread-safe.
+  std::optional<std::string> never_fits(const std::string& id) const;
   // A load ahead of demand: reserves a load only if the model is unloaded and
   // fits without evicting anything; counts as neither hit nor miss. The
   // caller waits on the lease (on its own thread) and drops it.
@@ -133,7 +155,9 @@ class ModelCache {
   // Unloads resident, unpinned models with no request in flight that have not
   // been used for `idle`. Returns their ids. Thread-safe; blocks on unloads.
   std::vector<std::string> unload_idle(std::chrono::milliseconds idle);
-  // Whether try_acquire(id) would succeed now, without reserving anything.
+  // Whether try_acquire(id) would not return nullopt now, without reserving
+  // anything: true also for a model that can never fit (try_acquire throws
+  // its error at once, so a scheduler does not keep its requests queued).
   bool can_acquire_now(const std::string& id) const;
   // What the model is charged now (measured once it has loaded); nullopt for
   // an unknown id. Thread-safe, cheap.
@@ -155,17 +179,19 @@ class ModelCache {
   struct ModelStats {
     std::string id;
     std::string state;   // "unloaded", "loading", "resident", "unloading"
-    uint64_t bytes = 0;  // measured if it was ever loaded, else the estimate
+    uint64_t bytes = 0;  // what its last load reported, else the estimate
     uint64_t estimated_bytes = 0;
+    uint64_t rss_delta_bytes = 0;  // RSS growth across its last load: a cross-check only
     int in_flight = 0;
     bool pinned = false;
     uint64_t hits = 0, misses = 0, loads = 0, evictions = 0, load_failures = 0;
     uint64_t prefetches = 0, idle_unloads = 0;
     double last_load_ms = 0, total_load_ms = 0;
     std::string last_error;  // of the last failed load
+    std::string never_fits;  // never_fits()'s message, "" when it can fit
   };
   struct Stats {
-    uint64_t budget_bytes = 0;
+    uint64_t budget_bytes = 0;  // 0: no limit
     size_t max_resident = 0;
     std::string eviction;
     uint64_t used_bytes = 0;       // charged now (resident, loading, unloading)
@@ -186,6 +212,7 @@ class ModelCache {
     uint64_t loaded_generation = 0;  // the last load generation that succeeded
     bool retired = false;            // gone from the fleet mid-swap: forgotten once idle
     std::chrono::steady_clock::time_point last_used;  // last release or load
+    CacheError::Kind last_error_kind = CacheError::Kind::kOther;
     ModelStats stats;
   };
 
@@ -195,6 +222,8 @@ class ModelCache {
   // Room for `id` now: the victims to evict (possibly none), or nullopt.
   std::optional<std::vector<std::string>> room_for_locked(const std::string& id) const;
   uint64_t used_locked() const;
+  uint64_t budget_locked() const;  // the budget, or the largest value when there is none
+  std::optional<std::string> never_fits_locked(const std::string& id) const;
   uint64_t held_locked() const;  // what is really in memory now
   std::vector<ResidentModel> residents_locked() const;
   void evict_now_locked(std::unique_lock<std::mutex>& lock, const std::string& id);

@@ -6,6 +6,8 @@
 #include <filesystem>
 
 #include "engines/gguf_info.h"
+#include "engines/llama_backend.h"
+#include "engines/llama_engine.h"
 #include "util/process_memory.h"
 
 namespace calm {
@@ -53,15 +55,11 @@ std::vector<ModelCache::ModelSpec> ResidentSet::specs_for(const FleetConfig& con
 
 ResidentSet::ResidentSet(const FleetConfig& config, Registry& registry) : registry_(registry) {
   return_large_frees_to_the_kernel();
+  // Once, at start: its cost is the process's (llama_backend.h).
+  ensure_llama_backend();
   auto specs = specs_for(config);
   ModelCache::Options options;
-  options.budget_bytes = config.cache.budget_bytes;
-  if (options.budget_bytes == 0) {
-    // No budget given: room for every model (twice the estimates, since a
-    // measured load may come out above its estimate).
-    for (const auto& s : specs) options.budget_bytes += 2 * s.estimated_bytes;
-    options.budget_bytes = std::max<uint64_t>(options.budget_bytes, 1);
-  }
+  options.budget_bytes = config.cache.budget_bytes;  // 0: no limit
   options.max_resident = config.cache.max_resident;
   options.eviction = config.cache.eviction;
   try {
@@ -86,17 +84,37 @@ ResidentSet::~ResidentSet() {
   if (worker_.joinable()) worker_.join();
 }
 
-uint64_t ResidentSet::load_measured(const std::string& id) {
+ModelCache::LoadResult ResidentSet::load_measured(const std::string& id) {
   const Registry::EntryPtr entry = registry_.find(id);
   if (!entry) throw std::runtime_error("no longer in the fleet");
   std::lock_guard lock(memory_mutex_);
   const uint64_t before = process_rss_bytes();
   entry->engine->load();  // throws EngineError with llama.cpp's reason
   const uint64_t after = process_rss_bytes();
-  const uint64_t measured = after > before ? after - before : 0;
-  spdlog::info("model '{}': loading took {:.1f} MiB (RSS {:.1f} -> {:.1f} MiB)", id,
-               measured / 1048576.0, before / 1048576.0, after / 1048576.0);
-  return measured;
+  const uint64_t rss_delta = after > before ? after - before : 0;
+  // The charge: what llama.cpp allocated. 0 (keep the estimate) for an
+  // engine that cannot say.
+  const auto* llama = dynamic_cast<const LlamaEngine*>(entry->engine.get());
+  const std::optional<LlamaMemory> memory = llama ? llama->memory() : std::nullopt;
+  const uint64_t charge = memory ? memory->total() : 0;
+  note_llama_model_load(rss_delta, charge);
+  if (memory) {
+    spdlog::info(
+        "model '{}': charged {:.2f} MiB (weights {:.2f}, KV cache {:.2f}, compute {:.2f}{}); "
+        "RSS grew {:.2f} MiB ({:.1f} -> {:.1f} MiB), a cross-check only",
+        id, charge / 1048576.0, memory->weights / 1048576.0, memory->kv / 1048576.0,
+        memory->compute / 1048576.0,
+        memory->device > 0
+            ? fmt::format("; {:.2f} MiB on the GPU, its free memory fell {:.2f} MiB",
+                          memory->device / 1048576.0, memory->device_measured / 1048576.0)
+            : "",
+        rss_delta / 1048576.0, before / 1048576.0, after / 1048576.0);
+  }
+  return {charge, rss_delta};
+}
+
+uint64_t ResidentSet::backend_overhead_bytes() const {
+  return llama_backend_overhead().total();
 }
 
 void ResidentSet::unload(const std::string& id) {

@@ -4,11 +4,15 @@
 // real engines to load and unload, and the measurements:
 // - each model's estimate comes from its GGUF (engines/gguf_info.h: weights,
 //   KV cache for context x parallel, compute buffers);
-// - each load is measured as the growth of this process's RSS across the load
-//   and a one-token warm-up (llama_engine.cpp); loads and unloads are
-//   serialised so that two of them never blur each other's measurement;
-// - with no `cache.budget` in the fleet file, the budget is the sum of the
-//   estimates, so every model fits, and every model is preloaded.
+// - each loaded model is charged what llama.cpp allocated for it
+//   (LlamaEngine::memory(): weights, KV cache, compute buffers), the same
+//   figure on every machine; the growth of the process's RSS across the load
+//   is kept beside it as a cross-check only (logged, and in the cache's
+//   stats), and loads and unloads are serialised so that it stays readable;
+// - llama.cpp's one-time set-up is the process's, never a model's
+//   (engines/llama_backend.h);
+// - with no `cache.budget` in the fleet file there is no limit: every model
+//   fits, and every model is preloaded.
 // It also runs the optional idle unloading and next-model prefetch on one
 // background thread. Remote models are not here: they hold no local memory.
 //
@@ -63,14 +67,18 @@ class ResidentSet {
   // Whether this model id is served by the cache (a local model).
   bool manages(const std::string& id) const;
 
+  // llama.cpp's one-time set-up in this process, charged to no model.
+  // Thread-safe.
+  uint64_t backend_overhead_bytes() const;
+
  private:
   std::vector<ModelCache::ModelSpec> specs_for(const FleetConfig& config) const;
-  uint64_t load_measured(const std::string& id);
+  ModelCache::LoadResult load_measured(const std::string& id);
   void unload(const std::string& id);
   void background();
 
   Registry& registry_;
-  std::mutex memory_mutex_;  // one load or unload at a time: clean RSS deltas
+  std::mutex memory_mutex_;  // one load or unload at a time: readable RSS deltas
   std::unique_ptr<ModelCache> cache_;
 
   mutable std::mutex mutex_;

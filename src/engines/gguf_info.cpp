@@ -61,6 +61,7 @@ GgufInfo read_gguf_info(const std::string& path) {
   info.n_head = static_cast<uint32_t>(get_uint(ctx.get(), a + ".attention.head_count"));
   info.n_head_kv = static_cast<uint32_t>(get_uint(ctx.get(), a + ".attention.head_count_kv"));
   if (info.n_head_kv == 0) info.n_head_kv = info.n_head;
+  info.n_ff = static_cast<uint32_t>(get_uint(ctx.get(), a + ".feed_forward_length"));
   const int64_t tokens = gguf_find_key(ctx.get(), "tokenizer.ggml.tokens");
   info.n_vocab = tokens >= 0 ? static_cast<uint32_t>(gguf_get_arr_n(ctx.get(), tokens)) : 0;
   info.has_chat_template = gguf_find_key(ctx.get(), "tokenizer.chat_template") >= 0;
@@ -83,17 +84,30 @@ GgufInfo read_gguf_info(const std::string& path) {
 }
 
 MemoryEstimate estimate_memory(const GgufInfo& info, int context, int parallel, int ubatch) {
+  constexpr uint64_t kPad = 256;  // llama.cpp pads each slot's cells to this
+  const auto pad = [](uint64_t n) { return (n + kPad - 1) / kPad * kPad; };
+  const uint64_t slots = static_cast<uint64_t>(std::max(parallel, 1));
+  // As llama_context does: the total padded, split per slot, padded again.
+  const uint64_t per_slot = pad(pad(static_cast<uint64_t>(std::max(context, 1)) * slots) / slots);
+  const uint64_t cells = per_slot * slots;
+
   MemoryEstimate m;
   m.weights = info.tensor_bytes;
-  const uint64_t cells = static_cast<uint64_t>(context) * static_cast<uint64_t>(parallel);
   const uint64_t head_dim = info.n_head ? info.n_embd / info.n_head : 0;
   const uint64_t kv_width = head_dim * info.n_head_kv;
   m.kv_cache = 2ull * info.n_layer * cells * kv_width * 2 /* f16 */;
-  const uint64_t ub = static_cast<uint64_t>(std::min<uint64_t>(ubatch, cells));
-  const uint64_t per_seq = static_cast<uint64_t>(context);
-  // logits for the micro-batch, a few activation buffers of n_embd (and the
-  // 4x wider feed-forward), the KQ scores of one layer over one slot's cells.
-  m.compute = 4ull * ub * (info.n_vocab + 8ull * info.n_embd) + 4ull * ub * per_seq * info.n_head;
+
+  // The micro-batch llama.cpp reserves its graph for: n_batch and n_ubatch
+  // are both capped at the context asked for (before its padding).
+  const uint64_t asked = static_cast<uint64_t>(std::max(context, 1)) * slots;
+  const uint64_t ub = std::min<uint64_t>(static_cast<uint64_t>(std::max(ubatch, 1)), asked);
+  // Bytes per token of the two peaks (f32 activations): the logits and the
+  // normed input of the output projection; or the feed-forward's gate, up
+  // and product beside the f16 attention mask over one slot's cells and the
+  // graph's small per-token tensors (positions, norms: 1052 bytes, fitted).
+  const uint64_t output_peak = 4ull * info.n_vocab + 8ull * info.n_embd + 4;
+  const uint64_t layer_peak = 2ull * per_slot + 12ull * info.n_ff + 1052;
+  m.compute = ub * std::max(output_peak, layer_peak) + 4ull * info.n_vocab * slots;
   return m;
 }
 

@@ -21,6 +21,7 @@ struct GgufInfo {
   uint32_t n_embd = 0;
   uint32_t n_head = 0;
   uint32_t n_head_kv = 0;
+  uint32_t n_ff = 0;  // {arch}.feed_forward_length
   uint32_t n_vocab = 0;
   bool has_chat_template = false;
 };
@@ -28,16 +29,27 @@ struct GgufInfo {
 // Throws std::runtime_error naming the file when it is missing or not a GGUF.
 GgufInfo read_gguf_info(const std::string& path);
 
-// An estimate, not a measurement: the cache corrects it by what a load really
-// took. KV cache in f16 for context x parallel tokens; compute buffers from
-// llama.cpp's graph for one micro-batch (logits plus activations plus the
-// attention scores).
+// What llama.cpp will allocate to serve the model with `parallel` slots of
+// `context` tokens, worked out from the header the way llama.cpp sizes its
+// buffers, so that a model is charged about the same before its first load as
+// after (the cache then charges llama.cpp's own figures,
+// LlamaEngine::memory()):
+// - weights: the tensors as stored (llama_model_size);
+// - KV cache: f16 K and V for every layer over the context's cells, which
+//   llama.cpp rounds up to 256 per slot;
+// - compute: the graph's buffer for one micro-batch of `ubatch` tokens, the
+//   larger of its two peaks (the output projection: logits plus its input;
+//   a layer's feed-forward beside the f16 attention mask), plus the logits
+//   buffer (one row per slot). Fitted to llama.cpp's figures for llama models
+//   on the CPU with flash attention; gguf_info_test.cpp holds it to them.
 struct MemoryEstimate {
   uint64_t weights = 0;
   uint64_t kv_cache = 0;
   uint64_t compute = 0;
   uint64_t total() const { return weights + kv_cache + compute; }
 };
+// `ubatch` is LlamaEngine's llama_context n_ubatch before llama.cpp caps it
+// at the context's cells.
 MemoryEstimate estimate_memory(const GgufInfo& info, int context, int parallel, int ubatch = 512);
 
 }  // namespace calm

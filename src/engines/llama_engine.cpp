@@ -1,11 +1,13 @@
 #include "engines/llama_engine.h"
 
+#include <ggml-backend.h>
 #include <llama.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <map>
 #include <optional>
 #include <random>
 
@@ -15,6 +17,21 @@
 #include "util/log_softmax.h"
 #include "util/stop_matcher.h"
 #include "util/utf8.h"
+
+// From the pinned llama.cpp's staging header src/llama-ext.h, which its
+// install does not ship: the per-buffer-type breakdown llama.cpp's own
+// memory fitting (common/fit.cpp) reads. Exported with C++ linkage; the
+// declarations must stay exactly as there (scripts/build-llama-cpp.sh pins
+// the version by checksum). LlamaEngine.MemoryFigureMatchesTheContextsOwnParameters
+// checks the layout against llama_model_size() and the KV cache's shape.
+struct llama_memory_breakdown_data {
+  size_t model = 0;
+  size_t context = 0;
+  size_t compute = 0;
+  size_t total() const { return model + context + compute; }
+};
+using llama_memory_breakdown = std::map<ggml_backend_buffer_type_t, llama_memory_breakdown_data>;
+LLAMA_API llama_memory_breakdown llama_get_memory_breakdown(const struct llama_context* ctx);
 
 namespace calm {
 namespace {
@@ -64,6 +81,42 @@ std::string token_piece(const llama_vocab* vocab, llama_token token) {
   std::string big(static_cast<size_t>(-n), '\0');
   llama_token_to_piece(vocab, token, big.data(), -n, 0, false);
   return big;
+}
+
+bool is_gpu(ggml_backend_dev_t dev) {
+  if (dev == nullptr) return false;
+  const auto type = ggml_backend_dev_type(dev);
+  return type == GGML_BACKEND_DEVICE_TYPE_GPU || type == GGML_BACKEND_DEVICE_TYPE_IGPU;
+}
+
+// Free memory summed over the GPU devices; 0 without any (a CPU build).
+uint64_t gpu_free_bytes() {
+  uint64_t sum = 0;
+  for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+    ggml_backend_dev_t dev = ggml_backend_dev_get(i);
+    if (!is_gpu(dev)) continue;
+    size_t free = 0, total = 0;
+    ggml_backend_dev_memory(dev, &free, &total);
+    sum += free;
+  }
+  return sum;
+}
+
+// What llama.cpp allocated for the model and its context, from its buffers.
+LlamaMemory read_memory(const llama_model* model, const llama_context* ctx) {
+  LlamaMemory m;
+  for (const auto& [buft, b] : llama_get_memory_breakdown(ctx)) {
+    m.weights += b.model;
+    m.kv += b.context;
+    m.compute += b.compute;
+    if (is_gpu(ggml_backend_buft_get_device(buft))) m.device += b.total();
+  }
+  // The logits buffer is not in the breakdown: one row of n_vocab floats per
+  // output, reserved for n_seq_max outputs at creation and never grown by
+  // this engine (it asks at most one output per slot per batch).
+  const int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
+  m.compute += static_cast<uint64_t>(n_vocab) * llama_n_seq_max(ctx) * sizeof(float);
+  return m;
 }
 
 }  // namespace
@@ -123,6 +176,7 @@ void LlamaEngine::load() {
   ensure_llama_backend();
   take_llama_errors();
 
+  const uint64_t gpu_free_before = gpu_free_bytes();
   llama_model_params mparams = llama_model_default_params();
   mparams.n_gpu_layers = options_.gpu_layers < 0 ? 999 : options_.gpu_layers;
   model_ = llama_model_load_from_file(options_.gguf_path.c_str(), mparams);
@@ -171,14 +225,22 @@ void LlamaEngine::load() {
   for (llama_token t = 0; t < llama_vocab_n_tokens(vocab); ++t) {
     if (llama_vocab_is_eog(vocab, t)) eog_tokens_.push_back(t);
   }
+  LlamaMemory memory = read_memory(model_, ctx_);
+  const uint64_t gpu_free_after = gpu_free_bytes();
+  if (gpu_free_before > gpu_free_after) memory.device_measured = gpu_free_before - gpu_free_after;
   {
     std::lock_guard lock(mutex_);
     stopping_ = false;
+    memory_ = memory;
   }
   loaded_ = true;
   worker_ = std::thread([this] { run_worker(); });
-  spdlog::info("model '{}' loaded from {} ({} slots x {} tokens, {} threads)", options_.id,
-               options_.gguf_path, options_.parallel, options_.context, threads);
+  spdlog::info(
+      "model '{}' loaded from {} ({} slots x {} tokens, {} threads): llama.cpp holds {:.2f} MiB "
+      "(weights {:.2f}, KV cache {:.2f}, compute {:.2f})",
+      options_.id, options_.gguf_path, options_.parallel, options_.context, threads,
+      memory.total() / 1048576.0, memory.weights / 1048576.0, memory.kv / 1048576.0,
+      memory.compute / 1048576.0);
 }
 
 void LlamaEngine::unload() {
@@ -188,6 +250,7 @@ void LlamaEngine::unload() {
     if (!loaded_) return;
     loaded_ = false;
     stopping_ = true;
+    memory_.reset();
   }
   cv_.notify_all();
   if (worker_.joinable()) worker_.join();
@@ -196,6 +259,11 @@ void LlamaEngine::unload() {
   ctx_ = nullptr;
   model_ = nullptr;
   spdlog::info("model '{}' unloaded", options_.id);
+}
+
+std::optional<LlamaMemory> LlamaEngine::memory() const {
+  std::lock_guard lock(mutex_);
+  return memory_;
 }
 
 std::vector<int32_t> LlamaEngine::tokenize_request(const GenerationRequest& request) const {

@@ -22,6 +22,12 @@
 //   [free] ─admit─► [reading prompt] ─last prompt token decoded─► [generating]
 //                                                                     │
 //     ◄── free ◄── eog / stop string / max_tokens / context full / cancel
+//
+// Memory: once loaded, memory() says what llama.cpp allocated for this model,
+// read from its own buffers (not from the process's RSS): the weights, the KV
+// cache, the compute buffers and the logits buffer. These figures are the same
+// on every machine and every load for the same file and settings, so the
+// model cache charges them (cache/resident_set.h).
 #pragma once
 
 #include <atomic>
@@ -29,6 +35,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -41,6 +48,19 @@ struct llama_context;
 struct llama_batch;
 
 namespace calm {
+
+// What llama.cpp allocated for one loaded model, in bytes.
+struct LlamaMemory {
+  uint64_t weights = 0;  // the model's tensor buffers (mapped or copied)
+  uint64_t kv = 0;       // the KV cache: context x slots cells, every layer, K and V
+  uint64_t compute = 0;  // the graph's compute buffers plus the logits buffer
+  uint64_t total() const { return weights + kv + compute; }
+  // The part of the total held in GPU device buffers (0 on a CPU build).
+  uint64_t device = 0;
+  // With a GPU: how much the devices' free memory fell across the load, as
+  // the driver counts it (ggml_backend_dev_memory); a cross-check only.
+  uint64_t device_measured = 0;
+};
 
 class LlamaEngine : public Engine {
  public:
@@ -68,6 +88,10 @@ class LlamaEngine : public Engine {
   EngineHealth health() override;      // thread-safe
   EngineStats stats() const override;  // thread-safe
 
+  // What llama.cpp allocated for the model; nullopt while not loaded.
+  // Thread-safe.
+  std::optional<LlamaMemory> memory() const;
+
   // Thread-safe once loaded: the prompt tokens a request would use.
   std::vector<int32_t> tokenize_request(const GenerationRequest& request) const;
 
@@ -93,6 +117,7 @@ class LlamaEngine : public Engine {
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Job>> queue_;  // guarded by mutex_
+  std::optional<LlamaMemory> memory_;       // guarded by mutex_; set by load()
   bool stopping_ = false;                   // guarded by mutex_
   std::atomic<bool> loaded_{false};
   std::atomic<int> busy_{0};

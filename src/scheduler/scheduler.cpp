@@ -270,7 +270,8 @@ void Scheduler::remove_queued_locked(uint64_t id) {
 
 std::shared_ptr<Scheduler::Admission> Scheduler::submit(const std::string& model, OnStart on_start,
                                                        OnFail on_fail) {
-  if (const auto why = cache_.never_fits(model)) throw CacheError(*why);
+  // Refused before queueing: no wait can make room for it.
+  if (const auto why = cache_.never_fits(model)) throw CacheError(*why, CacheError::Kind::kNeverFits);
   std::vector<Start> starts;
   std::shared_ptr<Admission> admission;
   {

@@ -313,8 +313,10 @@ nlohmann::json HttpServer::state_json() const {
                     {"prefetches", m.prefetches},
                     {"idle_unloads", m.idle_unloads},
                     {"last_load_ms", m.last_load_ms},
-                    {"total_load_ms", m.total_load_ms}};
+                    {"total_load_ms", m.total_load_ms},
+                    {"rss_delta_bytes", m.rss_delta_bytes}};
     if (!m.last_error.empty()) cached[m.id]["last_error"] = m.last_error;
+    if (!m.never_fits.empty()) cached[m.id]["never_fits"] = m.never_fits;
   }
 
   const Scheduler::Stats sched = scheduler_.stats();
@@ -348,7 +350,9 @@ nlohmann::json HttpServer::state_json() const {
             {"models", queues}}},
           {"pipeline", {{"in_flight", pipeline_.in_flight()}, {"draining", pipeline_.draining()}}},
           {"process",
-           {{"rss_bytes", process_rss_bytes()}, {"peak_rss_bytes", process_peak_rss_bytes()}}},
+           {{"rss_bytes", process_rss_bytes()},
+            {"peak_rss_bytes", process_peak_rss_bytes()},
+            {"backend_overhead_bytes", resident_.backend_overhead_bytes()}}},
           {"loop", loop_ ? loop_->state() : json(nullptr)}};
 }
 

@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
+#include "engines/llama_engine.h"
 #include "support/test_env.h"
 
 namespace calm {
@@ -29,6 +32,7 @@ TEST(GgufInfo, ReadsTheHeaderOfATinyModel) {
   EXPECT_EQ(info.n_embd, 64u);
   EXPECT_EQ(info.n_head, 4u);
   EXPECT_EQ(info.n_vocab, 512u);
+  EXPECT_EQ(info.n_ff, 256u);
   EXPECT_EQ(info.context_length, 2048u);
   EXPECT_TRUE(info.has_chat_template);
   // Embeddings and output (2 x 512 x 64), per layer 4 x 64 x 64 attention,
@@ -78,6 +82,43 @@ TEST(GgufInfo, TruncatedTensorDataIsAClearError) {
     EXPECT_NE(std::string(e.what()).find("truncated GGUF file"), std::string::npos) << e.what();
   }
   std::filesystem::remove(path);
+}
+
+// The estimate is what the cache charges a model before its first load; the
+// real charge is what llama.cpp allocated (LlamaEngine::memory()). Both are
+// deterministic, so they are compared exactly, not against RSS. Tolerance:
+// weights and KV cache exact; the total within 0.5% (the compute buffer's
+// small per-token tensors are fitted, and a context that does not split
+// evenly into slots pads its micro-batch a little).
+TEST(GgufInfo, EstimateMatchesLlamaCppsOwnFiguresForTheTestModels) {
+  struct Case {
+    std::string file;
+    int context, parallel;
+  };
+  const std::vector<Case> cases = {{"tiny-chatml.gguf", 256, 1}, {"tiny-chatml.gguf", 1000, 3},
+                                   {"tiny-plain.gguf", 4096, 1}, {"tiny-plain.gguf", 100, 1},
+                                   {"tiny-plain.gguf", 512, 2},  {"cache-a.gguf", 256, 1},
+                                   {"cache-a.gguf", 512, 1},     {"cache-b.gguf", 1024, 4}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.file + " context " + std::to_string(c.context) + " x " +
+                 std::to_string(c.parallel));
+    const std::string path = testing::test_model(c.file);
+    LlamaEngine engine({.id = "m",
+                        .gguf_path = path,
+                        .context = c.context,
+                        .parallel = c.parallel,
+                        .threads = 1,
+                        .gpu_layers = 0});
+    engine.load();
+    const LlamaMemory real = *engine.memory();
+    const MemoryEstimate estimate = estimate_memory(read_gguf_info(path), c.context, c.parallel);
+    EXPECT_EQ(estimate.weights, real.weights);
+    EXPECT_EQ(estimate.kv_cache, real.kv);
+    const double off = std::abs(static_cast<double>(estimate.total()) - real.total());
+    EXPECT_LE(off, 0.005 * real.total())
+        << "estimate " << estimate.total() << " (compute " << estimate.compute << "), llama.cpp "
+        << real.total() << " (compute " << real.compute << ")";
+  }
 }
 
 }  // namespace

@@ -285,5 +285,46 @@ TEST(LlamaEngine, ThirdPartyLlama2TokenizerCountsTokens) {
   EXPECT_TRUE(is_valid_utf8(result.text));
 }
 
+// The charge the model cache uses: llama.cpp's own buffers, checked against
+// figures worked out independently from the file and the context's
+// parameters (which also checks the breakdown API's layout). No RSS involved.
+TEST(LlamaEngine, MemoryFigureMatchesTheContextsOwnParameters) {
+  LlamaEngine engine(options(/*parallel=*/2, /*context=*/300));
+  EXPECT_FALSE(engine.memory().has_value());  // not loaded
+  engine.load();
+  const auto m = engine.memory();
+  ASSERT_TRUE(m.has_value());
+  // tiny-chatml: 2 layers, n_embd 64 (4 heads, 4 KV heads), n_vocab 512, f32
+  // weights. Weights: every tensor as stored.
+  const uint64_t per_layer = 4 * 64 * 64 + 3 * 64 * 256 + 2 * 64;
+  EXPECT_EQ(m->weights, (2ull * 512 * 64 + 2 * per_layer + 64) * sizeof(float));
+  // KV cache: 300 tokens per slot, padded to 512 cells each (llama.cpp pads to
+  // 256), 2 slots, 2 layers, K and V 64 wide in f16.
+  EXPECT_EQ(m->kv, 2ull * 512 * 2 * 2 * 64 * 2);
+  // Compute: at least the logits of one micro-batch and the logits buffer.
+  EXPECT_GE(m->compute, 512ull * 512 * sizeof(float) + 2 * 512 * sizeof(float));
+  EXPECT_EQ(m->total(), m->weights + m->kv + m->compute);
+  EXPECT_EQ(m->device, 0u);  // CPU only here: gpu_layers 0
+  engine.unload();
+  EXPECT_FALSE(engine.memory().has_value());
+}
+
+TEST(LlamaEngine, MemoryFigureIsTheSameOnEveryLoad) {
+  LlamaEngine first(options());
+  first.load();
+  const LlamaMemory a = *first.memory();
+  first.unload();
+  first.load();
+  const LlamaMemory b = *first.memory();
+  LlamaEngine second(options());
+  second.load();  // beside the first: a second copy costs the same
+  const LlamaMemory c = *second.memory();
+  for (const LlamaMemory* m : {&b, &c}) {
+    EXPECT_EQ(m->weights, a.weights);
+    EXPECT_EQ(m->kv, a.kv);
+    EXPECT_EQ(m->compute, a.compute);
+  }
+}
+
 }  // namespace
 }  // namespace calm

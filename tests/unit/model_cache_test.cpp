@@ -165,12 +165,118 @@ TEST(ModelCache, PinnedModelIsNeverEvicted) {
   EXPECT_EQ(memory.resident.count("a"), 0u);
 }
 
-TEST(ModelCache, MeasuredSizeReplacesTheEstimate) {
+TEST(ModelCache, ReportedChargeReplacesTheEstimateExactly) {
   FakeMemory memory;
   memory.actual = {{"a", 80}};
   auto cache = make_cache(memory, 200, {{"a", 10}});
   cache.acquire("a", 1s);
-  EXPECT_EQ(cache.stats().models[0].bytes, 80u + 80u / 20);  // the measurement plus 5%
+  EXPECT_EQ(cache.stats().models[0].bytes, 80u);  // deterministic: no margin
+  EXPECT_EQ(cache.charged_bytes("a"), 80u);
+}
+
+TEST(ModelCache, RssDeltaIsReportedButNeverCharged) {
+  FakeMemory memory;
+  ModelCache cache(
+      {200, 0, "lru"}, {{"a", 10}},
+      [](const std::string&) { return ModelCache::LoadResult(80, 190); }, memory.unloader());
+  cache.acquire("a", 1s);
+  const auto stats = cache.stats();
+  EXPECT_EQ(stats.models[0].bytes, 80u);
+  EXPECT_EQ(stats.models[0].rss_delta_bytes, 190u);
+  EXPECT_EQ(stats.used_bytes, 80u);
+}
+
+TEST(ModelCache, WithoutABudgetEveryModelAlwaysFits) {
+  FakeMemory memory;
+  memory.actual = {{"a", 1ull << 40}, {"b", 1ull << 40}, {"c", 1ull << 40}};
+  auto cache = make_cache(memory, 0, {{"a", 1ull << 40}, {"b", 1ull << 40}, {"c", 1}});
+  auto a = cache.acquire("a", 0ms);
+  auto b = cache.acquire("b", 0ms);
+  auto c = cache.acquire("c", 0ms);  // measured far above its estimate: still fits
+  EXPECT_EQ(memory.resident.size(), 3u);
+  for (const char* id : {"a", "b", "c"}) EXPECT_FALSE(cache.never_fits(id)) << id;
+  const auto stats = cache.stats();
+  EXPECT_EQ(stats.budget_bytes, 0u);
+  for (const auto& m : stats.models) EXPECT_EQ(m.evictions, 0u) << m.id;
+}
+
+TEST(ModelCache, WithoutABudgetMaxResidentStillCounts) {
+  FakeMemory memory;
+  auto cache = make_cache(memory, 0, {{"a", 10}, {"b", 10}}, "lru", /*max_resident=*/1);
+  cache.acquire("a", 1s);
+  cache.acquire("b", 1s);
+  EXPECT_EQ(memory.resident.count("a"), 0u);
+  EXPECT_EQ(memory.resident.count("b"), 1u);
+}
+
+// The message a model that can never fit is refused with.
+void expect_never_fits_message(const std::string& message, const std::string& id) {
+  EXPECT_NE(message.find("model '" + id + "'"), std::string::npos) << message;
+  EXPECT_NE(message.find("cache.budget"), std::string::npos) << message;
+  EXPECT_NE(message.find("MiB ("), std::string::npos) << message;
+  EXPECT_NE(message.find(" bytes)"), std::string::npos) << message;
+}
+
+TEST(ModelCache, ModelThatMeasuresOverTheBudgetIsRefusedAtOnceAfterwards) {
+  FakeMemory memory;
+  memory.actual = {{"big", 300}};
+  auto cache = make_cache(memory, 200, {{"big", 100}, {"small", 50}});
+  try {
+    cache.acquire("big", 1s);
+    FAIL() << "big was kept over the budget";
+  } catch (const CacheError& e) {
+    EXPECT_EQ(e.kind(), CacheError::Kind::kNeverFits) << e.what();
+    expect_never_fits_message(e.what(), "big");
+    EXPECT_NE(std::string(e.what()).find("(300 bytes)"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("(200 bytes)"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(memory.resident.count("big"), 0u);
+  const auto why = cache.never_fits("big");
+  ASSERT_TRUE(why.has_value());
+  expect_never_fits_message(*why, "big");
+  EXPECT_EQ(cache.stats().models[0].never_fits, *why);
+  // Refused at once, without another load: no wait could ever make room.
+  const int loads = memory.loads.load();
+  try {
+    cache.try_acquire("big");
+    FAIL() << "try_acquire did not refuse a model that can never fit";
+  } catch (const CacheError& e) {
+    EXPECT_EQ(e.kind(), CacheError::Kind::kNeverFits);
+    EXPECT_EQ(std::string(e.what()), *why);
+  }
+  EXPECT_THROW(cache.acquire("big", 10s), CacheError);  // not a 10 s wait
+  EXPECT_EQ(memory.loads.load(), loads);
+  EXPECT_TRUE(cache.can_acquire_now("big"));  // so a scheduler hands out the error
+  EXPECT_FALSE(cache.try_prefetch("big").has_value());
+  EXPECT_FALSE(cache.never_fits("small"));
+  EXPECT_EQ(cache.acquire("small", 1s).id(), "small");
+}
+
+TEST(ModelCache, ModelThatCannotFitBesideThePinnedModelsIsRefusedAtOnce) {
+  FakeMemory memory;
+  memory.actual = {{"pinned", 120}, {"a", 100}, {"b", 60}};
+  auto cache = make_cache(memory, 200, {{"pinned", 120, true}, {"a", 100}, {"b", 60}});
+  EXPECT_FALSE(cache.never_fits("a"));  // the pinned model holds nothing yet
+  cache.acquire("pinned", 1s);
+  const auto why = cache.never_fits("a");
+  ASSERT_TRUE(why.has_value());
+  expect_never_fits_message(*why, "a");
+  EXPECT_NE(why->find("pinned"), std::string::npos) << *why;
+  try {
+    cache.try_acquire("a");
+    FAIL() << "a was not refused";
+  } catch (const CacheError& e) {
+    EXPECT_EQ(e.kind(), CacheError::Kind::kNeverFits);
+  }
+  EXPECT_FALSE(cache.never_fits("b"));
+  EXPECT_EQ(cache.acquire("b", 1s).id(), "b");
+  EXPECT_FALSE(cache.never_fits("pinned"));  // resident: it fits by definition
+}
+
+TEST(ModelCache, UnknownModelNeverFitsNothing) {
+  FakeMemory memory;
+  auto cache = make_cache(memory, 100, {{"a", 10}});
+  EXPECT_FALSE(cache.never_fits("zzz"));
 }
 
 TEST(ModelCache, LoadThatMeasuresOverTheBudgetIsUndoneWithAClearError) {
@@ -183,8 +289,10 @@ TEST(ModelCache, LoadThatMeasuresOverTheBudgetIsUndoneWithAClearError) {
     FAIL() << "b was kept over the budget";
   } catch (const CacheError& e) {
     EXPECT_NE(std::string(e.what()).find("does not fit"), std::string::npos) << e.what();
+    EXPECT_EQ(e.kind(), CacheError::Kind::kOther);  // fits once a is idle
   }
   EXPECT_EQ(memory.resident.count("b"), 0u);
+  EXPECT_FALSE(cache.never_fits("b"));
   EXPECT_LE(cache.stats().used_bytes, 200u);
 }
 
@@ -219,7 +327,6 @@ TEST(ModelCache, UnknownModelAndPolicyAreClearErrors) {
   auto cache = make_cache(memory, 100, {{"a", 10}});
   EXPECT_THROW(cache.acquire("zzz", 1s), CacheError);
   EXPECT_THROW(make_cache(memory, 100, {{"a", 10}}, "random"), CacheError);
-  EXPECT_THROW(make_cache(memory, 0, {{"a", 10}}), CacheError);
 }
 
 }  // namespace
