@@ -164,6 +164,10 @@ void RemoteEngine::load() {
     stop_threads("engine stopping");
     throw EngineError(Kind::kUnavailable, describe() + ": cannot start a thread: " + e.what());
   }
+  {
+    std::lock_guard lock(mutex_);
+    workers_running_ = static_cast<int>(workers_.size());
+  }
   loaded_ = true;
 }
 
@@ -177,6 +181,7 @@ void RemoteEngine::stop_threads(const std::string& why) {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
+    workers_running_ = 0;
     queued.swap(queue_);
   }
   work_cv_.notify_all();
@@ -243,7 +248,7 @@ std::shared_ptr<GenerationStream> RemoteEngine::submit(GenerationRequest request
   call->start = Clock::now();
   {
     std::lock_guard lock(mutex_);
-    if (!loaded_ || stopping_ || workers_.empty()) {
+    if (!loaded_ || stopping_ || workers_running_ == 0) {
       throw EngineError(Kind::kUnavailable, describe() + " is not loaded");
     }
     queue_.push_back(call);
@@ -368,7 +373,7 @@ EngineStats RemoteEngine::stats() const {
   EngineStats stats;
   {
     std::lock_guard lock(mutex_);
-    stats.slots_total = static_cast<int>(workers_.size());
+    stats.slots_total = workers_running_;
     stats.slots_busy = static_cast<int>(running_.size());
     stats.queued = static_cast<int>(queue_.size());
   }

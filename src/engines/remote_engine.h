@@ -159,9 +159,11 @@ class RemoteEngine : public Engine {
   std::atomic<uint64_t> cancelled_{0};
 
   mutable std::mutex mutex_;
-  std::condition_variable work_cv_;             // queue_ grew, or stopping_
-  std::condition_variable watcher_cv_;          // running_ grew, or stopping_
-  bool stopping_ = false;                       // guarded by mutex_
+  std::condition_variable work_cv_;     // queue_ grew, or stopping_
+  std::condition_variable watcher_cv_;  // running_ grew, or stopping_
+  bool stopping_ = false;               // guarded by mutex_
+  int workers_running_ = 0;             // guarded by mutex_; what stats() and submit() read
+
   std::deque<std::shared_ptr<Call>> queue_;     // guarded by mutex_
   std::vector<std::shared_ptr<Call>> running_;  // guarded by mutex_
   std::vector<ClientPtr> idle_clients_;         // guarded by mutex_; last used at the back
