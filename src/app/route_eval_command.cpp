@@ -15,6 +15,7 @@
 #include "app/commands.h"
 #include "config/fleet_config.h"
 #include "router/router_factory.h"
+#include "util/percentile.h"
 
 namespace calm {
 namespace {
@@ -53,14 +54,6 @@ std::string model_label(const RouteProfileSpec& spec) {
 bool matches(const RouteProfileSpec& spec, const std::string& label) {
   return spec.id == label ||
          std::find(spec.tags.begin(), spec.tags.end(), label) != spec.tags.end();
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t i =
-      std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5));
-  return v[i];
 }
 
 }  // namespace
@@ -118,7 +111,8 @@ Command add_route_eval_command(CLI::App& app) {
       confusion[q.label][model_label(best)] += 1;
     }
     const double accuracy = static_cast<double>(right) / static_cast<double>(queries.size());
-    const double p50 = percentile(latencies_ms, 0.50), p99 = percentile(latencies_ms, 0.99);
+    const double p50 = nearest_rank_percentile(latencies_ms, 50),
+                 p99 = nearest_rank_percentile(latencies_ms, 99);
 
     if (args->json) {
       nlohmann::json out = {{"queries", queries.size()},

@@ -1,7 +1,5 @@
 #include "bench/bench_stats.h"
 
-#include <algorithm>
-#include <cmath>
 #include <numeric>
 
 namespace calm {
@@ -13,17 +11,6 @@ double mean(const std::vector<double>& values) {
 }
 
 }  // namespace
-
-double nearest_rank_percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const double n = static_cast<double>(values.size());
-  // ceil(p/100 * n), clamped to [1, n]; the small epsilon keeps 95/100 * 20
-  // (= 19.000000000000004 in floating point) at rank 19.
-  const double rank = std::ceil(p / 100.0 * n - 1e-9);
-  const size_t index = static_cast<size_t>(std::clamp(rank, 1.0, n)) - 1;
-  return values[index];
-}
 
 BenchStats summarize(const std::vector<RequestRecord>& records, double wall_s) {
   BenchStats s;

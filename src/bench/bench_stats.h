@@ -4,9 +4,9 @@
 //
 // Latency and TTFT figures are over the successful requests only (a refused
 // connection's 0.3 ms would flatter the mean); failures are counted by status
-// instead. Percentiles use the nearest-rank method: the p-th percentile of n
-// sorted values is the value at rank ceil(p/100 * n) (1-based), so it is
-// always one of the measured values. Throughput is successful requests per
+// instead. Percentiles use the nearest-rank method of util/percentile.h: the
+// p-th percentile of n sorted values is the value at rank ceil(p/100 * n)
+// (1-based), so it is always one of the measured values. Throughput is successful requests per
 // second of the run's wall time (t = 0 to the end of the last request);
 // tokens/s counts the completion tokens of successful requests over the same
 // time.
@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "bench/replayer.h"
+#include "util/percentile.h"  // nearest_rank_percentile, used here and by callers
 
 namespace calm {
 
@@ -34,9 +35,6 @@ struct BenchStats {
   double tokens_per_s = 0;                           // completion tokens / wall_s
   int64_t prompt_tokens = 0, completion_tokens = 0;  // of successful requests
 };
-
-// Nearest-rank percentile, p in (0, 100]. 0 for no values.
-double nearest_rank_percentile(std::vector<double> values, double p);
 
 // wall_s <= 0 leaves the rates at 0.
 BenchStats summarize(const std::vector<RequestRecord>& records, double wall_s);

@@ -4,13 +4,14 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
 
-#include "engines/sse_parser.h"
+#include "engines/openai_stream.h"
+#include "util/url.h"
 #include "util/utf8.h"
 
 namespace calm {
@@ -33,36 +34,6 @@ std::string shorten(std::string text) {
   return repair_utf8(text);
 }
 
-// The message of an OpenAI-shaped error ({"error": {"message": ...}} or
-// {"error": "..."}), else the JSON itself.
-std::string error_message(const json& error) {
-  if (error.is_string()) return error.get<std::string>();
-  if (error.is_object() && error.contains("message") && error["message"].is_string()) {
-    return error["message"].get<std::string>();
-  }
-  return error.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-int usage_field(const json& usage, const char* name) {
-  if (!usage.contains(name) || !usage[name].is_number_integer()) return 0;
-  return usage[name].get<int>();
-}
-
-// The text a choice carries: chat `delta.content` (stream) or
-// `message.content` (whole answer), completions `text`.
-std::string choice_text(const json& choice) {
-  if (!choice.is_object()) return "";
-  for (const char* key : {"delta", "message"}) {
-    if (choice.contains(key) && choice[key].is_object()) {
-      const json& m = choice[key];
-      if (m.contains("content") && m["content"].is_string()) return m["content"].get<std::string>();
-    }
-  }
-  if (choice.contains("text") && choice["text"].is_string())
-    return choice["text"].get<std::string>();
-  return "";
-}
-
 // Why an exchange got no (complete) answer, in words.
 std::string transport_error(httplib::Error error) {
   std::string why;
@@ -79,17 +50,39 @@ std::string transport_error(httplib::Error error) {
     case httplib::Error::Write:
       why = "write failed";
       break;
+    case httplib::Error::SSLConnection:
+      why = "TLS handshake failed";
+      break;
+    case httplib::Error::SSLServerVerification:
+      why = "the server's TLS certificate failed verification";
+      break;
     default:
       why = "transfer failed";
   }
   return why + " (httplib error: " + httplib::to_string(error) + ")";
 }
 
+// The text of a stream problem, for a record.
+std::string problem_text(const OpenAiStreamReader::Problem& problem) {
+  switch (problem.kind) {
+    case OpenAiStreamReader::Problem::Kind::kError:
+      return "error in stream: " + shorten(problem.upstream.message);
+    case OpenAiStreamReader::Problem::Kind::kMalformed:
+      return shorten(problem.message);
+    case OpenAiStreamReader::Problem::Kind::kTooLarge:
+      break;
+  }
+  return "an SSE event exceeded the parser's limit";
+}
+
 // One HTTP exchange: follows the headers and body as they arrive and turns
 // them into a record. Not thread-safe; used by one worker.
 class Exchange {
  public:
-  explicit Exchange(Clock::time_point scheduled) : scheduled_(scheduled) {}
+  explicit Exchange(Clock::time_point scheduled)
+      : scheduled_(scheduled), reader_([this](const std::string&) {
+          if (!first_text_) first_text_ = Clock::now();
+        }) {}
 
   void on_headers(const httplib::Response& response) {
     status_ = response.status;
@@ -103,7 +96,7 @@ class Exchange {
       if (body_.size() < 16 * kMaxErrorBody || success()) body_.append(bytes);
       return;
     }
-    for (const SseEvent& event : parser_.feed(bytes)) handle(event);
+    reader_.feed(bytes);  // after a problem it ignores the rest; the record says why
   }
 
   // Fills the record once the exchange is over. `sent` and `error` are
@@ -111,7 +104,7 @@ class Exchange {
   void finish(bool sent, httplib::Error error, RequestRecord& record) {
     const Clock::time_point end = Clock::now();
     record.latency_ms = ms_between(scheduled_, end);
-    record.served_model = header_model_.empty() ? body_model_ : header_model_;
+    record.served_model = header_model_;
     record.cache = cache_;
     if (status_ == 0) {
       record.error = "no answer: " + transport_error(error);
@@ -119,33 +112,29 @@ class Exchange {
     }
     if (!success()) {
       record.status = status_;
-      const json body = json::parse(body_, nullptr, false);
       record.error = "HTTP " + std::to_string(status_) + ": " +
-                     shorten(!body.is_discarded() && body.is_object() && body.contains("error")
-                                 ? error_message(body["error"])
-                                 : body_);
+                     shorten(parse_upstream_problem(body_, status_).message);
       return;
     }
     if (sse_) {
-      for (const SseEvent& event : parser_.finish()) handle(event);
+      reader_.finish();
     } else if (sent) {
-      whole_answer(end);
+      reader_.read_whole_answer(body_);
+      if (reader_.text_chunks() > 0) first_text_ = end;
     }
-    record.served_model = header_model_.empty() ? body_model_ : header_model_;
-    record.text = repair_utf8(text_);
-    record.response_id = response_id_;
-    record.prompt_tokens = prompt_tokens_;
-    record.completion_tokens = completion_tokens_;
+    record.served_model = header_model_.empty() ? reader_.model() : header_model_;
+    record.text = reader_.text();
+    record.response_id = reader_.response_id();
+    record.prompt_tokens = reader_.prompt_tokens();
+    record.completion_tokens = reader_.completion_tokens();
     if (first_text_) record.ttft_ms = ms_between(scheduled_, *first_text_);
-    if (!error_.empty()) {
-      record.error = error_;
-    } else if (!sent && !done_) {
+    if (reader_.problem()) {
+      record.error = problem_text(*reader_.problem());
+    } else if (!sent && !reader_.done()) {
       record.error =
           "stream broke after HTTP " + std::to_string(status_) + ": " + transport_error(error);
-    } else if (sse_ && !done_ && !finished_) {
+    } else if (sse_ && !reader_.answered()) {
       record.error = "stream ended without [DONE] or a finish_reason";
-    } else if (parser_.overflowed()) {
-      record.error = "an SSE event exceeded the parser's limit";
     } else {
       record.status = status_;
     }
@@ -154,122 +143,41 @@ class Exchange {
  private:
   bool success() const { return status_ >= 200 && status_ < 300; }
 
-  void handle(const SseEvent& event) {
-    if (const std::string* error = event.extra("error")) {  // llama-server's bare error line
-      if (error_.empty()) error_ = "error in stream: " + shorten(*error);
-      return;
-    }
-    if (event.data.empty()) return;
-    if (event.data == "[DONE]") {
-      done_ = true;
-      return;
-    }
-    const json data = json::parse(event.data, nullptr, false);
-    if (data.is_discarded() || !data.is_object()) {
-      if (error_.empty()) error_ = "SSE data is not a JSON object: " + shorten(event.data);
-      return;
-    }
-    take_chunk(data, Clock::now());
-  }
-
-  // One chunk of a stream, or a whole non-streamed answer.
-  void take_chunk(const json& data, Clock::time_point now) {
-    if (data.contains("error")) {
-      if (error_.empty()) error_ = "error in stream: " + shorten(error_message(data["error"]));
-      return;
-    }
-    if (body_model_.empty() && data.contains("model") && data["model"].is_string()) {
-      body_model_ = data["model"].get<std::string>();
-    }
-    if (response_id_.empty() && data.contains("id") && data["id"].is_string()) {
-      response_id_ = data["id"].get<std::string>();
-    }
-    if (data.contains("usage") && data["usage"].is_object()) {
-      prompt_tokens_ = usage_field(data["usage"], "prompt_tokens");
-      completion_tokens_ = usage_field(data["usage"], "completion_tokens");
-    }
-    if (!data.contains("choices") || !data["choices"].is_array()) return;
-    for (const json& choice : data["choices"]) {
-      const std::string text = choice_text(choice);
-      if (!text.empty()) {
-        if (!first_text_) first_text_ = now;
-        text_ += text;
-      }
-      if (choice.is_object() && choice.contains("finish_reason") &&
-          choice["finish_reason"].is_string()) {
-        finished_ = true;
-      }
-    }
-  }
-
-  // A server that ignored `stream: true` and answered one JSON body.
-  void whole_answer(Clock::time_point end) {
-    const json data = json::parse(body_, nullptr, false);
-    if (data.is_discarded() || !data.is_object()) {
-      error_ = "answer is neither an event stream nor JSON: " + shorten(body_);
-      return;
-    }
-    take_chunk(data, end);
-    done_ = true;
-  }
-
   const Clock::time_point scheduled_;
   int status_ = 0;
   bool sse_ = false;
-  std::string header_model_, body_model_;
-  std::string cache_;        // header x-calm-cache
-  std::string response_id_;  // the first chunk's "id"
-  std::string body_;         // a non-SSE answer
-  SseParser parser_;
-  std::string text_;
+  std::string header_model_;
+  std::string cache_;  // header x-calm-cache
+  std::string body_;   // a non-SSE answer
+  OpenAiStreamReader reader_;
   std::optional<Clock::time_point> first_text_;
-  int prompt_tokens_ = 0, completion_tokens_ = 0;
-  bool done_ = false, finished_ = false;
-  std::string error_;
 };
 
-void configure(httplib::Client& client, const ReplayOptions& options) {
-  client.set_keep_alive(true);
-  client.set_tcp_nodelay(true);
-  client.set_connection_timeout(options.connect_timeout);
-  client.set_read_timeout(options.read_timeout);
-  client.set_write_timeout(options.read_timeout);
+// A kept-alive client for the base URL: TLS for https://, verifying the
+// server's certificate as the options say.
+std::unique_ptr<httplib::ClientImpl> make_client(const BaseUrl& url, const ReplayOptions& options) {
+  std::unique_ptr<httplib::ClientImpl> client;
+  if (url.tls) {
+    auto tls = std::make_unique<httplib::SSLClient>(url.host, url.port);
+    tls->enable_server_certificate_verification(options.tls_verify);
+    if (!options.ca_file.empty()) tls->set_ca_cert_path(options.ca_file);
+    client = std::move(tls);
+  } else {
+    client = std::make_unique<httplib::ClientImpl>(url.host, url.port);
+  }
+  client->set_keep_alive(true);
+  client->set_tcp_nodelay(true);
+  client->set_connection_timeout(options.connect_timeout);
+  client->set_read_timeout(options.read_timeout);
+  client->set_write_timeout(options.read_timeout);
+  return client;
 }
 
 }  // namespace
 
 BaseUrl parse_bench_url(const std::string& url) {
-  const auto bad = [&](const std::string& why) {
-    throw std::invalid_argument("URL '" + url + "': " + why);
-  };
-  const size_t scheme_end = url.find("://");
-  if (scheme_end == std::string::npos) bad("needs http://host:port");
-  const std::string scheme = url.substr(0, scheme_end);
-  if (scheme == "https") bad("https is not supported (this client has no TLS)");
-  if (scheme != "http") bad("scheme must be http");
-  const std::string rest = url.substr(scheme_end + 3);
-  if (rest.find_first_of("?#@") != std::string::npos) bad("no query, fragment or credentials");
-  const size_t slash = rest.find('/');
-  const std::string authority = rest.substr(0, slash);
-  BaseUrl out;
-  out.prefix = slash == std::string::npos ? "" : rest.substr(slash);
-  const size_t colon = authority.rfind(':');
-  out.host = authority.substr(0, colon);
-  if (out.host.empty()) bad("no host");
-  if (colon != std::string::npos) {
-    const std::string port = authority.substr(colon + 1);
-    const auto parsed = std::from_chars(port.data(), port.data() + port.size(), out.port);
-    if (parsed.ec != std::errc() || parsed.ptr != port.data() + port.size() || out.port < 1 ||
-        out.port > 65535) {
-      bad("bad port '" + port + "'");
-    }
-  }
-  while (!out.prefix.empty() && out.prefix.back() == '/') out.prefix.pop_back();
-  if (out.prefix.size() >= 3 && out.prefix.compare(out.prefix.size() - 3, 3, "/v1") == 0) {
-    out.prefix.resize(out.prefix.size() - 3);  // the /v1/... paths are appended
-  }
-  while (!out.prefix.empty() && out.prefix.back() == '/') out.prefix.pop_back();
-  return out;
+  const Url parsed = parse_url(url);  // UrlError is an std::invalid_argument
+  return BaseUrl{parsed.host, parsed.port, openai_base_path(parsed.path), parsed.tls()};
 }
 
 Replayer::Replayer(ReplayOptions options)
@@ -294,11 +202,11 @@ json Replayer::request_body(const WorkloadRequest& request) const {
 
 std::optional<json> Replayer::fetch_calm_state() const {
   try {
-    httplib::Client client(url_.host, url_.port);
-    client.set_connection_timeout(options_.connect_timeout);
-    client.set_read_timeout(std::chrono::seconds(10));
+    const auto client = make_client(url_, options_);
+    client->set_keep_alive(false);
+    client->set_read_timeout(std::chrono::seconds(10));
     const std::string path = url_.prefix + "/v1/calm/state";
-    const httplib::Result result = client.Get(path.c_str());
+    const httplib::Result result = client->Get(path.c_str());
     if (!result || result->status != 200) return std::nullopt;
     json state = json::parse(result->body, nullptr, false);
     if (state.is_discarded() || !state.is_object()) return std::nullopt;
@@ -317,7 +225,7 @@ ReplayResult Replayer::run(const std::vector<WorkloadRequest>& workload) {
   result.started = Clock::now();
   const Clock::time_point started = result.started;
 
-  const auto replay_one = [&](httplib::Client& client, size_t i) {
+  const auto replay_one = [&](httplib::ClientImpl& client, size_t i) {
     const WorkloadRequest& request = workload[i];
     RequestRecord& record = result.records[i];  // this worker's alone
     record.index = i;
@@ -357,10 +265,9 @@ ReplayResult Replayer::run(const std::vector<WorkloadRequest>& workload) {
   };
 
   const auto worker = [&] {
-    httplib::Client client(url_.host, url_.port);
-    configure(client, options_);
+    const auto client = make_client(url_, options_);
     for (size_t i; (i = next.fetch_add(1)) < workload.size();) {
-      replay_one(client, i);
+      replay_one(*client, i);
       std::lock_guard lock(mutex);
       ++done;
       errors += result.records[i].ok() ? 0 : 1;

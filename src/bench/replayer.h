@@ -10,6 +10,7 @@
 // a free worker, and since latency is measured from its scheduled arrival
 // that wait counts in its latency, as it would for a real client.
 //
+// Streams are read by engines/openai_stream.h, as RemoteEngine reads them.
 // Every request streams (`stream: true`, `stream_options.include_usage`),
 // with `temperature: 0`, and `ignore_eos: true` when asked. Timings:
 //   latency_ms = end of stream - scheduled arrival
@@ -65,7 +66,9 @@ struct RequestRecord {
 };
 
 struct ReplayOptions {
-  std::string base_url;                // http://host:port[/prefix]; a trailing /v1 is dropped
+  std::string base_url;                // http[s]://host:port[/prefix]; a trailing /v1 is dropped
+  bool tls_verify = true;              // https: verify the server's certificate and host name
+  std::string ca_file;                 // https: CAs to trust instead of the system's
   int concurrency = 8;                 // most requests in flight
   std::string default_model = "auto";  // for requests that name none
   bool ignore_eos = false;             // send ignore_eos: true (exactly max_tokens tokens)
@@ -88,10 +91,11 @@ struct BaseUrl {
   std::string host;
   int port = 80;
   std::string prefix;  // path before /v1/..., no trailing '/'
+  bool tls = false;    // https://
 };
 
-// Parses http://host[:port][/prefix]; throws std::invalid_argument saying
-// what is wrong (https is refused: this httplib client is used without TLS).
+// Parses http[s]://host[:port][/prefix] with util/url.h; throws
+// std::invalid_argument (a UrlError) saying what is wrong.
 BaseUrl parse_bench_url(const std::string& url);
 
 class Replayer {

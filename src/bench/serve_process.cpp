@@ -7,10 +7,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <fstream>
 #include <iterator>
 #include <thread>
+
+#include "util/url.h"
 
 namespace calm {
 namespace {
@@ -25,23 +26,26 @@ std::string read_file(const std::string& path) {
 }  // namespace
 
 std::optional<int> find_listening_port(const std::string& log) {
-  static const std::string kMarker = "calm: listening on http://";
+  static const std::string kMarker = "calm: listening on ";
   const size_t at = log.find(kMarker);
   if (at == std::string::npos) return std::nullopt;
   const size_t end = log.find('\n', at);
   if (end == std::string::npos) return std::nullopt;  // the line is still being written
-  const std::string address = log.substr(at + kMarker.size(), end - at - kMarker.size());
+  std::string address = log.substr(at + kMarker.size(), end - at - kMarker.size());
+  while (!address.empty() && (address.back() == '\r' || address.back() == ' ')) address.pop_back();
+  // The port must be written out: the URL parser's default of 80 is not what
+  // the server said.
   const size_t colon = address.rfind(':');
-  if (colon == std::string::npos) return std::nullopt;
-  int port = 0;
-  const char* first = address.data() + colon + 1;
-  const char* last = address.data() + address.size();
-  while (last > first && (last[-1] == '\r' || last[-1] == ' ')) --last;
-  const auto parsed = std::from_chars(first, last, port);
-  if (parsed.ec != std::errc() || parsed.ptr != last || port < 1 || port > 65535) {
+  const size_t bracket = address.rfind(']');  // an IPv6 host's colons are not the port's
+  if (address.rfind("http://", 0) != 0 || colon < 7 ||
+      (bracket != std::string::npos && colon < bracket)) {
     return std::nullopt;
   }
-  return port;
+  try {
+    return parse_url(address).port;
+  } catch (const UrlError&) {
+    return std::nullopt;
+  }
 }
 
 ServeProcess::ServeProcess(Options options) : options_(std::move(options)) {

@@ -13,6 +13,7 @@
 #include "cache/eviction_policy.h"
 #include "config/yaml_error.h"
 #include "scheduler/queue_policy.h"
+#include "util/url.h"
 
 namespace calm {
 namespace {
@@ -190,11 +191,29 @@ ModelConfig parse_model(const YAML::Node& node, const std::string& source, size_
   } else {
     model.backend = ModelConfig::Backend::kRemote;
     model.base_url = fields.string("url", "", true);
-    if (model.base_url.rfind("http://", 0) != 0) {
-      fields.fail("url", "must start with http:// (https is not supported yet), got '" +
-                             model.base_url + "'");
+    Url url;
+    try {
+      url = parse_url(model.base_url);
+    } catch (const UrlError& e) {
+      fields.fail("url", std::string(e.what()) + "; it must start with http:// or https://");
     }
     while (!model.base_url.empty() && model.base_url.back() == '/') model.base_url.pop_back();
+    if (fields.has("ca_file")) {
+      if (!url.tls()) fields.fail("ca_file", "applies only to an https:// url");
+      fs::path file = fields.string("ca_file", "", true);
+      if (file.is_relative()) file = base_dir / file;
+      model.ca_file = file.lexically_normal().string();
+      std::error_code ec;
+      if (!fs::is_regular_file(file, ec))
+        fields.fail("ca_file", "file not found: " + model.ca_file);
+    }
+    if (fields.has("tls_verify")) {
+      if (!url.tls()) fields.fail("tls_verify", "applies only to an https:// url");
+      model.tls_verify = fields.boolean("tls_verify", true);
+      if (!model.tls_verify && !model.ca_file.empty()) {
+        fields.fail("tls_verify", "tls_verify: false ignores ca_file; give one or the other");
+      }
+    }
     model.upstream_model = fields.string("upstream_model", model.id);
     model.api_key = fields.string("api_key", "");
     model.connect_timeout = seconds_field(fields, "connect_timeout_s", model.connect_timeout);

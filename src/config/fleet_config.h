@@ -16,6 +16,9 @@
 //       description: "..."
 //       url: http://127.0.0.1:8081          # a remote OpenAI-compatible server
 //       upstream_model: qwen2.5-7b          # model name sent upstream (default: id)
+//       # https:// URLs verify the server's certificate against the system's CAs;
+//       # ca_file: ca.pem trusts the CAs in that PEM file instead (relative to this
+//       # file), tls_verify: false skips the check (self-signed test servers only)
 //       examples: ["a query it answers well"]  # for routing; or examples_file: x.jsonl
 //       tags: [maths]                       # labels (route-eval matches on id or tag)
 //   router:                                 # optional: route `model: auto` by meaning and QoS
@@ -97,6 +100,8 @@ struct ModelConfig {
   std::string api_key;
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds read_timeout{120000};
+  std::string ca_file;     // https: CAs to trust instead of the system's; absolute; "" none
+  bool tls_verify = true;  // https: verify the server's certificate and host name
 
   bool is_local() const { return backend == Backend::kLlama; }
 };

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
+
+#include "util/percentile.h"
 
 namespace calm {
 
@@ -43,9 +46,7 @@ WindowSummary Analyzer::summarise(const std::deque<Sample>& window) {
   s.latency_mean_ms /= n;
   s.energy_mean_j = energy / n;
   s.confidence_mean = confidence / n;
-  std::sort(latencies.begin(), latencies.end());
-  const size_t rank = static_cast<size_t>(std::ceil(0.95 * n));
-  s.latency_p95_ms = latencies[std::max<size_t>(rank, 1) - 1];
+  s.latency_p95_ms = nearest_rank_percentile(std::move(latencies), 95);
   return s;
 }
 

@@ -26,7 +26,7 @@ namespace calm {
 struct WindowSummary {
   size_t count = 0;
   double latency_mean_ms = 0;
-  double latency_p95_ms = 0;  // nearest rank
+  double latency_p95_ms = 0;  // nearest rank (util/percentile.h)
   double energy_mean_j = 0;
   double confidence_mean = 1;
 };

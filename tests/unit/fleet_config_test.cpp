@@ -99,7 +99,60 @@ TEST_F(FleetConfigTest, ModelNeedsExactlyOneBackend) {
             std::string::npos);
   EXPECT_NE(error_of("models:\n  - id: m\n    url: ftp://x\n").find("must start with http://"),
             std::string::npos);
-  EXPECT_NE(error_of("models:\n  - id: m\n    url: https://x\n").find("https is not supported"),
+}
+
+TEST_F(FleetConfigTest, HttpsUrlIsAcceptedAndVerifiesByDefault) {
+  const FleetConfig c = parse("models:\n  - id: m\n    url: https://api.example.org/v1/\n");
+  EXPECT_EQ(c.models[0].base_url, "https://api.example.org/v1");
+  EXPECT_TRUE(c.models[0].tls_verify);
+  EXPECT_EQ(c.models[0].ca_file, "");
+}
+
+TEST_F(FleetConfigTest, BadUrlErrorNamesFileLineFieldAndProblem) {
+  const std::string e = error_of("models:\n  - id: m\n    url: http://host:99999\n");
+  EXPECT_NE(e.find("fleet.yaml:3"), std::string::npos) << e;
+  EXPECT_NE(e.find("models[0].url"), std::string::npos) << e;
+  EXPECT_NE(e.find("bad port '99999'"), std::string::npos) << e;
+  EXPECT_NE(error_of("models:\n  - id: m\n    url: http://\n").find("has no host"),
+            std::string::npos);
+  EXPECT_NE(error_of("models:\n  - id: m\n    url: http://[::1\n").find("unclosed"),
+            std::string::npos);
+}
+
+TEST_F(FleetConfigTest, CaFileResolvesAgainstTheFleetFileAndMustExist) {
+  std::ofstream(dir_ / "ca.pem") << "-----BEGIN CERTIFICATE-----\n";
+  const FleetConfig c = parse("models:\n  - id: m\n    url: https://h\n    ca_file: ca.pem\n");
+  EXPECT_EQ(c.models[0].ca_file, (dir_ / "ca.pem").string());
+  const std::string e =
+      error_of("models:\n  - id: m\n    url: https://h\n    ca_file: missing.pem\n");
+  EXPECT_NE(e.find("fleet.yaml:4"), std::string::npos) << e;
+  EXPECT_NE(e.find("models[0].ca_file: file not found"), std::string::npos) << e;
+}
+
+TEST_F(FleetConfigTest, TlsVerifyFalseIsRead) {
+  const FleetConfig c = parse("models:\n  - id: m\n    url: https://h\n    tls_verify: false\n");
+  EXPECT_FALSE(c.models[0].tls_verify);
+  EXPECT_NE(error_of("models:\n  - id: m\n    url: https://h\n    tls_verify: maybe\n")
+                .find("models[0].tls_verify: expected true or false"),
+            std::string::npos);
+}
+
+TEST_F(FleetConfigTest, TlsFieldsOnAnHttpUrlAreAnError) {
+  std::ofstream(dir_ / "ca.pem") << "x";
+  const std::string e = error_of("models:\n  - id: m\n    url: http://h\n    tls_verify: false\n");
+  EXPECT_NE(e.find("fleet.yaml:4"), std::string::npos) << e;
+  EXPECT_NE(e.find("models[0].tls_verify: applies only to an https:// url"), std::string::npos)
+      << e;
+  EXPECT_NE(error_of("models:\n  - id: m\n    url: http://h\n    ca_file: ca.pem\n")
+                .find("models[0].ca_file: applies only to an https:// url"),
+            std::string::npos);
+}
+
+TEST_F(FleetConfigTest, TlsVerifyFalseWithCaFileIsAnError) {
+  std::ofstream(dir_ / "ca.pem") << "x";
+  EXPECT_NE(error_of("models:\n  - id: m\n    url: https://h\n    ca_file: ca.pem\n"
+                     "    tls_verify: false\n")
+                .find("give one or the other"),
             std::string::npos);
 }
 

@@ -13,9 +13,12 @@
 #include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "config/fleet_config.h"
 
 namespace calm {
 namespace {
@@ -36,6 +39,7 @@ struct Seen {
   json body;
   std::string authorization;
   std::string accept_encoding;
+  int remote_port = 0;  // one per connection: requests on a kept-alive one share it
 };
 
 class FakeUpstream {
@@ -86,11 +90,25 @@ class FakeUpstream {
     seen.body = json::parse(request.body, nullptr, false);
     seen.authorization = request.get_header_value("Authorization");
     seen.accept_encoding = request.get_header_value("Accept-Encoding");
+    seen.remote_port = request.remote_port;
     seen_.push_back(std::move(seen));
+    seen_cv_.notify_all();
   }
   std::vector<Seen> seen() {
     std::lock_guard lock(mutex_);
     return seen_;
+  }
+  // Connections the generation requests came on.
+  size_t connections() {
+    std::lock_guard lock(mutex_);
+    std::set<int> ports;
+    for (const Seen& seen : seen_) ports.insert(seen.remote_port);
+    return ports.size();
+  }
+  // Waits until `n` generation requests arrived (or 5 s passed).
+  bool wait_for_requests(size_t n) {
+    std::unique_lock lock(mutex_);
+    return seen_cv_.wait_for(lock, 5000ms, [&] { return seen_.size() >= n; });
   }
 
   // A handler that must hang calls this: it returns once released (at the
@@ -114,6 +132,7 @@ class FakeUpstream {
   int listen_fd_ = -1;  // set by the socket-options callback during bind
   std::mutex mutex_;
   std::condition_variable cv_;
+  std::condition_variable seen_cv_;
   bool released_ = false;
   std::vector<Seen> seen_;
 };
@@ -784,23 +803,23 @@ TEST_F(RemoteEngineTest, ConnectionFailureFailsStreamAsUnavailable) {
       << out.error->what();
 }
 
-TEST_F(RemoteEngineTest, HttpsBaseUrlIsRejected) {
-  RemoteEngine engine(options_for("https://api.example.com"));
+TEST_F(RemoteEngineTest, HttpsToAPlainHttpServerFailsWithATlsError) {
+  serve_chat([](const httplib::Request&, httplib::Response&) {});
+  RemoteEngine engine(options_for("https://127.0.0.1:" + std::to_string(upstream_.port())));
   try {
     engine.load();
     FAIL() << "load() did not throw";
   } catch (const EngineError& error) {
     EXPECT_EQ(error.kind(), EngineError::Kind::kUnavailable);
-    EXPECT_NE(std::string(error.what()).find("https"), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find("TLS"), std::string::npos) << error.what();
   }
-  EXPECT_FALSE(engine.health().ok);
-  EXPECT_THROW(engine.submit(chat("hi")), EngineError);
+  EXPECT_FALSE(engine.loaded());
 }
 
 TEST_F(RemoteEngineTest, MalformedBaseUrlsAreRejected) {
   for (const char* url :
        {"127.0.0.1:8080", "ftp://host", "http://", "http://host:0", "http://host:99999",
-        "http://host:80x", "http://u:p@host", "http://host/?q=1", "http://[::1"}) {
+        "http://host:80x", "http://u:p@host", "http://host/?q=1", "http://[::1", "https://"}) {
     RemoteEngine engine(options_for(url));
     EXPECT_THROW(engine.load(), EngineError) << url;
     EXPECT_FALSE(engine.health().ok) << url;
@@ -820,6 +839,172 @@ TEST_F(RemoteEngineTest, SubmitRequiresLoad) {
   engine.unload();
   EXPECT_FALSE(engine.loaded());
   EXPECT_THROW(engine.submit(chat("hi")), EngineError);
+}
+
+// --- workers, kept-alive connections, cancellation --------------------------
+
+TEST_F(RemoteEngineTest, SequentialRequestsReuseOneKeptAliveConnection) {
+  upstream_.server().set_keep_alive_max_count(100);
+  serve_chat([](const httplib::Request&, httplib::Response& response) {
+    serve_sse(response, hello_stream());
+  });
+  auto engine = loaded_engine();
+  for (int i = 0; i < 6; ++i) {
+    Drained out = drain(*engine->submit(chat("hi")));
+    ASSERT_TRUE(out.result) << (out.error ? out.error->what() : "timed out");
+    EXPECT_EQ(out.result->text, "Hello world");
+  }
+  EXPECT_EQ(upstream_.seen().size(), 6u);
+  EXPECT_EQ(upstream_.connections(), 1u);
+}
+
+TEST_F(RemoteEngineTest, RequestAfterTheUpstreamClosedAnIdleConnectionSucceeds) {
+  // The upstream drops a kept-alive connection as soon as it is idle, as
+  // servers do after their keep-alive timeout.
+  upstream_.server().set_keep_alive_timeout(0);
+  serve_chat([](const httplib::Request&, httplib::Response& response) {
+    serve_sse(response, hello_stream());
+  });
+  auto engine = loaded_engine();
+  for (int i = 0; i < 3; ++i) {
+    Drained out = drain(*engine->submit(chat("hi")));
+    ASSERT_TRUE(out.result) << (out.error ? out.error->what() : "timed out");
+    EXPECT_EQ(out.result->text, "Hello world");
+  }
+}
+
+TEST_F(RemoteEngineTest, NoMoreExchangesThanWorkersAreInFlight) {
+  serve_chat([this](const httplib::Request&, httplib::Response& response) {
+    upstream_.hang();
+    serve_sse(response, hello_stream());
+  });
+  RemoteEngine::Options options = options_for(upstream_.url());
+  options.workers = 2;
+  options.read_timeout = 10000ms;
+  auto engine = loaded_engine(options);
+  std::vector<std::shared_ptr<GenerationStream>> streams;
+  for (int i = 0; i < 5; ++i) streams.push_back(engine->submit(chat("hi")));
+  ASSERT_TRUE(upstream_.wait_for_requests(2));
+  const EngineStats stats = engine->stats();
+  EXPECT_EQ(stats.slots_total, 2);
+  EXPECT_EQ(stats.slots_busy, 2);
+  EXPECT_EQ(stats.queued, 3);
+  EXPECT_EQ(upstream_.seen().size(), 2u);
+
+  upstream_.release();
+  for (auto& stream : streams) {
+    Drained out = drain(*stream);
+    ASSERT_TRUE(out.result) << (out.error ? out.error->what() : "timed out");
+    EXPECT_EQ(out.result->text, "Hello world");
+  }
+  EXPECT_EQ(upstream_.seen().size(), 5u);
+  EXPECT_LE(upstream_.connections(), 2u);
+}
+
+// An endless generation, stopped only by the engine dropping the connection.
+void serve_endless(httplib::Response& response) {
+  response.set_chunked_content_provider("text/event-stream", [](size_t, httplib::DataSink& sink) {
+    const std::string piece = chat_delta("tok");
+    const auto deadline = Clock::now() + 5s;
+    while (Clock::now() < deadline) {
+      if (!sink.write(piece.data(), piece.size())) return false;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  });
+}
+
+TEST_F(RemoteEngineTest, CancelFreesTheWorkerForTheNextGeneration) {
+  serve_chat([](const httplib::Request& request, httplib::Response& response) {
+    if (request.body.find("endless") != std::string::npos) return serve_endless(response);
+    serve_sse(response, hello_stream());
+  });
+  RemoteEngine::Options options = options_for(upstream_.url());
+  options.workers = 1;
+  auto engine = loaded_engine(options);
+  auto endless = engine->submit(chat("endless"));
+  auto next = engine->submit(chat("hi"));  // queued behind it: one worker
+  auto first = endless->next(2000ms);
+  ASSERT_TRUE(first && std::holds_alternative<GenerationStream::Delta>(*first));
+  EXPECT_EQ(engine->stats().queued, 1);
+
+  endless->cancel();
+  Drained cancelled = drain(*endless);
+  ASSERT_TRUE(cancelled.result);
+  EXPECT_EQ(cancelled.result->finish_reason, "cancelled");
+  Drained out = drain(*next);
+  ASSERT_TRUE(out.result) << (out.error ? out.error->what() : "timed out");
+  EXPECT_EQ(out.result->text, "Hello world");
+}
+
+TEST_F(RemoteEngineTest, CancelWhileQueuedFinishesWithoutReachingTheUpstream) {
+  serve_chat([this](const httplib::Request&, httplib::Response& response) {
+    upstream_.hang();
+    serve_sse(response, hello_stream());
+  });
+  RemoteEngine::Options options = options_for(upstream_.url());
+  options.workers = 1;
+  options.read_timeout = 10000ms;
+  auto engine = loaded_engine(options);
+  auto busy = engine->submit(chat("busy"));
+  ASSERT_TRUE(upstream_.wait_for_requests(1));
+  auto queued = engine->submit(chat("queued"));
+  queued->cancel();
+  Drained out = drain(*queued, 3000ms);
+  ASSERT_TRUE(out.result) << (out.error ? out.error->what() : "timed out");
+  EXPECT_EQ(out.result->finish_reason, "cancelled");
+  EXPECT_EQ(out.result->text, "");
+  EXPECT_TRUE(busy->closed() == false);  // the worker is still on the first one
+
+  upstream_.release();
+  EXPECT_TRUE(drain(*busy).result);
+  EXPECT_EQ(upstream_.seen().size(), 1u);
+}
+
+TEST_F(RemoteEngineTest, UnloadFailsQueuedAndRunningGenerationsAndJoins) {
+  serve_chat([this](const httplib::Request&, httplib::Response& response) {
+    upstream_.hang();
+    serve_sse(response, hello_stream());
+  });
+  RemoteEngine::Options options = options_for(upstream_.url());
+  options.workers = 1;
+  options.read_timeout = 10000ms;
+  auto engine = loaded_engine(options);
+  auto running = engine->submit(chat("running"));
+  ASSERT_TRUE(upstream_.wait_for_requests(1));
+  auto queued = engine->submit(chat("queued"));
+
+  engine->unload();  // returns once the worker and the watcher are joined
+  EXPECT_FALSE(engine->loaded());
+  EXPECT_EQ(engine->stats().slots_total, 0);
+  for (auto* stream : {running.get(), queued.get()}) {
+    ASSERT_TRUE(stream->closed());
+    Drained out = drain(*stream, 100ms);
+    ASSERT_TRUE(out.error);
+    EXPECT_EQ(out.error->kind(), EngineError::Kind::kUnavailable);
+    EXPECT_NE(std::string(out.error->what()).find("stopping"), std::string::npos);
+  }
+  EXPECT_THROW(engine->submit(chat("hi")), EngineError);
+
+  upstream_.release();
+  engine->load();  // a reloaded engine serves again
+  EXPECT_TRUE(drain(*engine->submit(chat("hi"))).result);
+}
+
+TEST(RemoteEngineOptions, FleetModelSizesWorkersFromParallel) {
+  ModelConfig model;
+  model.id = "m";
+  model.backend = ModelConfig::Backend::kRemote;
+  model.base_url = "https://example.org/v1";
+  model.ca_file = "/etc/ca.pem";
+  model.tls_verify = true;
+  EXPECT_EQ(remote_engine_options(model).workers, 8);  // parallel left at 1
+  model.parallel = 3;
+  const RemoteEngine::Options options = remote_engine_options(model);
+  EXPECT_EQ(options.workers, 3);
+  EXPECT_EQ(options.base_url, "https://example.org/v1");
+  EXPECT_EQ(options.ca_file, "/etc/ca.pem");
+  EXPECT_TRUE(options.tls_verify);
 }
 
 }  // namespace

@@ -382,8 +382,15 @@ TEST(ReplayerUrl, PortDefaultsTo80) {
   EXPECT_EQ(parse_bench_url("http://example").port, 80);
 }
 
+TEST(ReplayerUrl, HttpsIsAcceptedWithPort443) {
+  const BaseUrl u = parse_bench_url("https://example/v1");
+  EXPECT_TRUE(u.tls);
+  EXPECT_EQ(u.port, 443);
+  EXPECT_EQ(u.prefix, "");
+}
+
 TEST(ReplayerUrl, BadUrlsAreRejected) {
-  for (const char* url : {"127.0.0.1:8080", "https://x:1", "http://:8080", "http://x:99999",
+  for (const char* url : {"127.0.0.1:8080", "ftp://x:1", "http://:8080", "http://x:99999",
                           "http://x:8o", "http://u@x:1"}) {
     EXPECT_THROW(parse_bench_url(url), std::invalid_argument) << url;
   }
