@@ -201,10 +201,12 @@ Command add_serve_command(CLI::App& app) {
 
     // Shutdown, top-down. New requests get 503 and /health says "stopping"
     // while the requests in flight finish (up to the grace); then the HTTP
-    // threads, the loop, the queue and the models stop, in that order.
+    // threads, the loop, the cache's worker, the queue and the models stop,
+    // in that order.
     pipeline.drain(config.server.drain_grace);
     server.stop();
     loop.stop();
+    resident->stop();
     scheduler.stop();
     registry.unload_all();
     spdlog::info("stopped");

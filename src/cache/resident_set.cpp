@@ -76,6 +76,10 @@ ResidentSet::ResidentSet(const FleetConfig& config, Registry& registry) : regist
 }
 
 ResidentSet::~ResidentSet() {
+  stop();
+}
+
+void ResidentSet::stop() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;

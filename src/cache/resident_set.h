@@ -44,6 +44,12 @@ class ResidentSet {
 
   ModelCache& cache() { return *cache_; }
 
+  // Stops the background thread (prefetch, idle unloading) and joins it; no
+  // load or unload starts from it afterwards. Idempotent. The serving
+  // shutdown calls it before the scheduler stops, so the cache's change
+  // callback is never called from here into a scheduler that is going away.
+  void stop();
+
   // Loads the models marked preload (blocks; failures are logged and kept as
   // the model's last error).
   void preload();

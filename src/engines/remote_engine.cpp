@@ -88,7 +88,7 @@ RemoteEngine::Options remote_engine_options(const ModelConfig& config) {
   options.read_timeout = config.read_timeout;
   options.ca_file = config.ca_file;
   options.tls_verify = config.tls_verify;
-  options.workers = config.parallel > 1 ? std::min(config.parallel, kMaxWorkers) : 8;
+  options.workers = std::clamp(config.parallel, 1, kMaxWorkers);
   return options;
 }
 

@@ -174,10 +174,9 @@ class RemoteEngine : public Engine {
 };
 
 // The RemoteEngine options of a fleet file's remote model. Workers: the
-// model's `parallel` (requests sent upstream at once) when above 1, else 8,
-// so a remote model left at the default keeps several requests in flight.
-// (`max_in_flight` is the scheduler's admission bound for local models and
-// plays no part here.)
+// model's `parallel` (requests sent upstream at once; kRemoteParallel when
+// the file does not say), the same number the scheduler gives the model as
+// slots, so a started request always finds a free worker.
 RemoteEngine::Options remote_engine_options(const ModelConfig& config);
 
 }  // namespace calm

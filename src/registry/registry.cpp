@@ -21,14 +21,7 @@ std::unique_ptr<Engine> make_engine(const ModelConfig& config) {
         .gpu_layers = config.gpu_layers,
     });
   }
-  RemoteEngine::Options options;
-  options.id = config.id;
-  options.base_url = config.base_url;
-  options.upstream_model = config.upstream_model;
-  options.api_key = config.api_key;
-  options.connect_timeout = config.connect_timeout;
-  options.read_timeout = config.read_timeout;
-  return std::make_unique<RemoteEngine>(std::move(options));
+  return std::make_unique<RemoteEngine>(remote_engine_options(config));
 }
 
 std::string Registry::Entry::load_error() const {
@@ -52,7 +45,8 @@ bool same_engine(const ModelConfig& a, const ModelConfig& b) {
          a.context == b.context && a.parallel == b.parallel && a.threads == b.threads &&
          a.batch == b.batch && a.gpu_layers == b.gpu_layers && a.base_url == b.base_url &&
          a.upstream_model == b.upstream_model && a.api_key == b.api_key &&
-         a.connect_timeout == b.connect_timeout && a.read_timeout == b.read_timeout;
+         a.connect_timeout == b.connect_timeout && a.read_timeout == b.read_timeout &&
+         a.ca_file == b.ca_file && a.tls_verify == b.tls_verify;
 }
 
 Registry::Registry(const FleetConfig& config) {

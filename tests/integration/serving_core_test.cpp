@@ -79,9 +79,9 @@ class Clients {
 };
 
 TEST(ServingCore, QueueLimitAnswers503AtOnceWhileHealthMetricsAndStateAnswer) {
+  Clients clients;  // joined after the server stops (declared first: destroyed last)
   CalmServer server("server: {drain_grace_s: 0.1}\nscheduler: {max_queue: 2}\nmodels:\n" +
                     slow_model("slow", 600000));
-  Clients clients;
   for (int i = 0; i < 3; ++i) clients.send(server, chat("slow"));
   ASSERT_TRUE(wait_state(server, [](const json& s) {
     return s["scheduler"]["queued"] == 2 && s["scheduler"]["models"]["slow"]["running"] == 1;
@@ -102,8 +102,8 @@ TEST(ServingCore, QueueLimitAnswers503AtOnceWhileHealthMetricsAndStateAnswer) {
 }
 
 TEST(ServingCore, ClientLeavingTheQueueFreesItsPlace) {
-  CalmServer server("server: {drain_grace_s: 0.1}\nmodels:\n" + slow_model("slow", 600000));
   Clients clients;
+  CalmServer server("server: {drain_grace_s: 0.1}\nmodels:\n" + slow_model("slow", 600000));
   clients.send(server, chat("slow"));
   ASSERT_TRUE(wait_state(server, [](const json& s) {
     return s["scheduler"]["models"]["slow"]["running"] == 1;
@@ -213,10 +213,10 @@ TEST(ServingCore, ReloadLoopWhileEightClientsSendGivesNoUndocumented5xx) {
 }
 
 TEST(ServingCore, RemoteModelsAreAdmittedByTheSameQueueAndLimits) {
+  Clients clients;
   CalmServer backend("server: {drain_grace_s: 0.1}\nmodels:\n" + slow_model("slow", 600000));
   CalmServer front("server: {drain_grace_s: 0.1}\nmodels:\n  - id: far\n    url: " +
                    backend.url() + "\n    upstream_model: slow\n    max_in_flight: 1\n");
-  Clients clients;
   clients.send(front, chat("far"));
   ASSERT_TRUE(wait_state(front, [](const json& s) {
     return s["scheduler"]["models"]["far"]["running"] == 1;

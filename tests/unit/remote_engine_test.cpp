@@ -998,7 +998,8 @@ TEST(RemoteEngineOptions, FleetModelSizesWorkersFromParallel) {
   model.base_url = "https://example.org/v1";
   model.ca_file = "/etc/ca.pem";
   model.tls_verify = true;
-  EXPECT_EQ(remote_engine_options(model).workers, 8);  // parallel left at 1
+  model.parallel = 1;
+  EXPECT_EQ(remote_engine_options(model).workers, 1);  // the scheduler's slots: one at a time
   model.parallel = 3;
   const RemoteEngine::Options options = remote_engine_options(model);
   EXPECT_EQ(options.workers, 3);
