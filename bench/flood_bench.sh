@@ -4,7 +4,7 @@
 #   bench/flood_bench.sh            flood: 4 x http_threads clients on one slow model, 60 s
 #   bench/flood_bench.sh --soak     soak: clients = the queue limit + slots, 600 s, RSS sampled
 #
-# One model of the demo fleet (maths), 1 thread, 2 slots, max_queue 64,
+# One model of the demo fleet (maths-expert), 1 thread, 2 slots, max_queue 64,
 # http_threads 32, served by a fresh `calm serve` on a free loopback port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,7 @@ server: {port: 0, http_threads: $http_threads, drain_grace_s: 5}
 scheduler: {max_queue: $max_queue, queue_timeout_s: 600}
 models:
   - id: maths
-    gguf: $PWD/fleet/models/maths.gguf
+    gguf: $PWD/fleet/models/maths-expert.gguf
     context: 512
     parallel: 2
     threads: 1
@@ -37,6 +37,7 @@ for _ in $(seq 200); do
   sleep 0.1
 done
 url=$(grep -o 'http://[0-9.:]*' "$dir/serve.log" | head -n 1)
+[ -n "$url" ] || { echo "calm serve did not start:" >&2; cat "$dir/serve.log" >&2; exit 1; }
 echo "calm serve pid $pid at $url ($mode, $clients clients, $duration s); $(nproc) cores"
 python3 bench/flood_bench.py --url "$url" --model maths --clients "$clients" --duration "$duration" \
-  --max-tokens 16 --title "$mode" $([ $mode = soak ] && echo "--rss-pid $pid --warmup 60")
+  --max-tokens 64 --title "$mode" $([ $mode = soak ] && echo "--rss-pid $pid --warmup 60")

@@ -5,6 +5,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <stdexcept>
@@ -198,7 +199,26 @@ struct HttpTransport::Impl {
   tcp::acceptor acceptor{ioc};
   std::vector<std::thread> threads;
   std::mutex mutex;
+  std::condition_variable idle;
   bool stopped = false;  // guarded by mutex
+  int answering = 0;     // guarded by mutex; requests read whose response is not yet written
+
+  // Counts one request from its handler call until its response is written,
+  // so that stop() lets the responses already decided reach their clients.
+  struct Answering {
+    explicit Answering(Impl& impl) : impl(impl) {
+      std::lock_guard lock(impl.mutex);
+      impl.answering++;
+    }
+    ~Answering() {
+      {
+        std::lock_guard lock(impl.mutex);
+        impl.answering--;
+      }
+      impl.idle.notify_all();
+    }
+    Impl& impl;
+  };
 
   awaitable<void> accept_loop();
   awaitable<void> session(tcp::socket socket);
@@ -255,6 +275,13 @@ void HttpTransport::stop() {
     beast::error_code ec;
     impl_->acceptor.close(ec);
   });
+  {
+    // Responses being written get a bounded moment to reach their clients;
+    // idle kept-alive connections are simply closed.
+    std::unique_lock lock(impl_->mutex);
+    impl_->idle.wait_for(lock, impl_->options.write_timeout,
+                         [&] { return impl_->answering == 0; });
+  }
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
@@ -330,6 +357,7 @@ awaitable<void> HttpTransport::Impl::session(tcp::socket socket) {
     }
     http::request<http::string_body> msg = parser.release();
     keep_alive = msg.keep_alive();
+    const Answering answering(*this);
     HttpRequest request = translate(msg);
     HttpOutcome outcome;
     try {

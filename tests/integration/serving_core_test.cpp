@@ -189,7 +189,9 @@ TEST(ServingCore, ReloadLoopWhileEightClientsSendGivesNoUndocumented5xx) {
         std::string key = "no answer";
         if (res) {
           key = std::to_string(res->status);
-          if (res->status != 200) key += " " + json::parse(res->body)["error"]["code"].dump();
+          if (res->status != 200) {
+            key.append(" ").append(json::parse(res->body)["error"]["code"].dump());
+          }
         }
         std::lock_guard lock(mutex);
         outcomes[key]++;
