@@ -9,6 +9,7 @@ packages=(
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev
   libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev
   libsqlite3-dev
+  prometheus-cpp-dev  # the /metrics registry (prometheus-cpp core)
   prometheus  # promtool, which checks the /metrics output in the unit tests
   chromium    # headless, checks that the bench suite's HTML report renders (integration tests)
 )
