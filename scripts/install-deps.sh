@@ -10,6 +10,7 @@ packages=(
   libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev
   libsqlite3-dev
   libboost-dev  # Boost.Beast and Asio: the HTTP transport
+  prometheus-cpp-dev  # the /metrics registry (prometheus-cpp core)
   prometheus  # promtool, which checks the /metrics output in the unit tests
   chromium    # headless, checks that the bench suite's HTML report renders (integration tests)
 )

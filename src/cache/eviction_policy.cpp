@@ -176,9 +176,4 @@ std::unique_ptr<EvictionPolicy> make_eviction_policy(std::string_view name) {
   return nullptr;
 }
 
-const std::vector<std::string>& eviction_policy_names() {
-  static const std::vector<std::string> names = {"lru", "lfu", "gdsf"};
-  return names;
-}
-
 }  // namespace calm

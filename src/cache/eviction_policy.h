@@ -37,6 +37,8 @@
 #include <string_view>
 #include <vector>
 
+#include "config/policy_names.h"  // eviction_policy_names()
+
 namespace calm {
 
 // What the cache knows of one resident model when it must make room.
@@ -75,7 +77,5 @@ class EvictionPolicy {
 
 // nullptr for an unknown name.
 std::unique_ptr<EvictionPolicy> make_eviction_policy(std::string_view name);
-// {"lru", "lfu", "gdsf"}
-const std::vector<std::string>& eviction_policy_names();
 
 }  // namespace calm

@@ -10,9 +10,8 @@
 #include <set>
 #include <sstream>
 
-#include "cache/eviction_policy.h"
+#include "config/policy_names.h"
 #include "config/yaml_error.h"
-#include "scheduler/queue_policy.h"
 #include "util/url.h"
 
 namespace calm {

@@ -13,7 +13,6 @@
 #include <utility>
 #include <variant>
 
-#include "config/fleet_config.h"
 #include "engines/openai_stream.h"
 #include "engines/remote_exchange.h"
 #include "util/utf8.h"
@@ -42,7 +41,6 @@ namespace {
 // How often the watcher looks for cancelled streams. GenerationStream has no
 // cancel callback, so a silent upstream can only be noticed by polling.
 constexpr auto kWatchInterval = std::chrono::milliseconds(50);
-constexpr int kMaxWorkers = 256;
 
 bool is_success(int status) {
   return status >= 200 && status < 300;
@@ -78,19 +76,6 @@ std::string list_models(const std::string& body) {
 
 }  // namespace
 
-RemoteEngine::Options remote_engine_options(const ModelConfig& config) {
-  RemoteEngine::Options options;
-  options.id = config.id;
-  options.base_url = config.base_url;
-  options.upstream_model = config.upstream_model;
-  options.api_key = config.api_key;
-  options.connect_timeout = config.connect_timeout;
-  options.read_timeout = config.read_timeout;
-  options.ca_file = config.ca_file;
-  options.tls_verify = config.tls_verify;
-  options.workers = std::clamp(config.parallel, 1, kMaxWorkers);
-  return options;
-}
 
 RemoteEngine::RemoteEngine(Options options) : options_(std::move(options)) {
   try {

@@ -173,10 +173,5 @@ class RemoteEngine : public Engine {
   std::thread watcher_;
 };
 
-// The RemoteEngine options of a fleet file's remote model. Workers: the
-// model's `parallel` (requests sent upstream at once; kRemoteParallel when
-// the file does not say), the same number the scheduler gives the model as
-// slots, so a started request always finds a free worker.
-RemoteEngine::Options remote_engine_options(const ModelConfig& config);
 
 }  // namespace calm

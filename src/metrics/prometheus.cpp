@@ -1,7 +1,9 @@
 #include "metrics/prometheus.h"
 
+#include <prometheus/check_names.h>
+#include <prometheus/text_serializer.h>
+
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <set>
 #include <stdexcept>
@@ -13,22 +15,13 @@ namespace {
 using metrics_detail::Family;
 using metrics_detail::Kind;
 
-bool valid_name(const std::string& s, bool colon_ok) {
-  if (s.empty()) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-                    (colon_ok && c == ':') || (i > 0 && c >= '0' && c <= '9');
-    if (!ok) return false;
-  }
-  return true;
-}
-
 void check_names(const std::string& name, const std::vector<std::string>& label_names) {
-  if (!valid_name(name, true)) throw std::invalid_argument("invalid metric name '" + name + "'");
+  if (!prometheus::CheckMetricName(name)) {
+    throw std::invalid_argument("invalid metric name '" + name + "'");
+  }
   std::set<std::string> seen;
   for (const auto& l : label_names) {
-    if (!valid_name(l, false) || l.starts_with("__")) {
+    if (!prometheus::CheckLabelName(l)) {  // also refuses the reserved "__" prefix
       throw std::invalid_argument("invalid label name '" + l + "' for metric " + name);
     }
     if (!seen.insert(l).second) {
@@ -50,62 +43,56 @@ const char* type_name(Kind kind) {
   return "untyped";
 }
 
-// Label values: backslash, double quote and newline are escaped; HELP text:
-// backslash and newline.
-void append_escaped(std::string& out, const std::string& s, bool quote) {
-  for (const char c : s) {
+// HELP text as the exposition format wants it: backslash and newline escaped.
+// prometheus-cpp 1.0.1 escapes label values but writes HELP as given.
+std::string escape_help(const std::string& help) {
+  std::string out;
+  for (const char c : help) {
     if (c == '\\') {
       out += "\\\\";
     } else if (c == '\n') {
       out += "\\n";
-    } else if (quote && c == '"') {
-      out += "\\\"";
     } else {
       out += c;
     }
   }
+  return out;
 }
 
-// As Prometheus parses it: +Inf, -Inf, NaN; integers (exact in a double)
-// without exponent; anything else the shortest text that reads back the same.
-std::string format_number(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  if (v == std::trunc(v) && std::fabs(v) <= 9007199254740992.0) {  // 2^53
-    return std::to_string(static_cast<int64_t>(v));
-  }
-  char buf[32];
-  const auto result = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, result.ptr);
-}
-
-// The gauge behind MetricsRegistry::gauge_callback.
+// The gauge behind MetricsRegistry::gauge_callback: its rows, collected at
+// render() time into a family for prometheus-cpp's serializer.
 class CallbackGauge : public Family {
  public:
   CallbackGauge(std::string name, std::string help, std::vector<std::string> label_names,
                 MetricsRegistry::GaugeCallback callback)
-      : Family(std::move(name), std::move(help), Kind::kCallbackGauge, std::move(label_names)),
+      : Family(std::move(name), Kind::kCallbackGauge, std::move(label_names)),
+        help_(escape_help(help)),
         callback_(std::move(callback)) {}
 
  private:
-  void render_samples(std::string& out) const override {
+  std::vector<prometheus::MetricFamily> collect_unordered() const override {
     auto rows = callback_();
-    for (const auto& row : rows) {
-      if (row.first.size() != label_names().size()) {
-        throw std::logic_error("callback for " + name() + " gave " +
-                               std::to_string(row.first.size()) + " label values for " +
-                               std::to_string(label_names().size()) + " labels");
+    std::set<std::vector<std::string>> seen;
+    prometheus::MetricFamily family{name(), help_, prometheus::MetricType::Gauge, {}};
+    for (const auto& [values, value] : rows) {
+      if (values.size() != label_names().size()) {
+        throw std::logic_error("callback for " + name() + " gave " + std::to_string(values.size()) +
+                               " label values for " + std::to_string(label_names().size()) +
+                               " labels");
       }
-    }
-    std::sort(rows.begin(), rows.end());
-    for (size_t i = 0; i < rows.size(); ++i) {
-      if (i > 0 && rows[i].first == rows[i - 1].first) {
+      if (!seen.insert(values).second) {
         throw std::logic_error("callback for " + name() + " gave one label set twice");
       }
-      append_sample(out, "", rows[i].first, rows[i].second);
+      prometheus::ClientMetric metric;
+      for (size_t i = 0; i < values.size(); ++i)
+        metric.label.push_back({label_names()[i], values[i]});
+      metric.gauge.value = value;
+      family.metric.push_back(std::move(metric));
     }
+    return {std::move(family)};
   }
 
+  const std::string help_;
   const MetricsRegistry::GaugeCallback callback_;
 };
 
@@ -121,24 +108,8 @@ std::vector<std::string> series_of(const std::string& name, Kind kind) {
 
 namespace metrics_detail {
 
-Family::Family(std::string name, std::string help, Kind kind, std::vector<std::string> label_names)
-    : name_(std::move(name)),
-      help_(std::move(help)),
-      kind_(kind),
-      label_names_(std::move(label_names)) {}
-
-void Family::render(std::string& out) const {
-  out += "# HELP ";
-  out += name_;
-  out += ' ';
-  append_escaped(out, help_, false);
-  out += "\n# TYPE ";
-  out += name_;
-  out += ' ';
-  out += type_name(kind_);
-  out += '\n';
-  render_samples(out);
-}
+Family::Family(std::string name, Kind kind, std::vector<std::string> label_names)
+    : name_(std::move(name)), kind_(kind), label_names_(std::move(label_names)) {}
 
 void Family::check_arity(const std::vector<std::string>& values) const {
   if (values.size() != label_names_.size()) {
@@ -147,32 +118,32 @@ void Family::check_arity(const std::vector<std::string>& values) const {
   }
 }
 
-void Family::append_sample(std::string& out, const std::string& suffix,
-                           const std::vector<std::string>& values, double value,
-                           const std::pair<std::string, std::string>* extra) const {
-  out += name_;
-  out += suffix;
-  if (!values.empty() || extra != nullptr) {
-    out += '{';
-    for (size_t i = 0; i < values.size(); ++i) {
-      if (i > 0) out += ',';
-      out += label_names_[i];
-      out += "=\"";
-      append_escaped(out, values[i], true);
-      out += '"';
+prometheus::Labels Family::to_labels(const std::vector<std::string>& values) const {
+  prometheus::Labels labels;
+  for (size_t i = 0; i < values.size(); ++i) labels.emplace(label_names_[i], values[i]);
+  return labels;
+}
+
+std::vector<prometheus::MetricFamily> Family::collect() const {
+  auto families = collect_unordered();
+  // prometheus-cpp writes labels as its std::map orders them, by name: put
+  // them back in the family's order, then sort the children by their values.
+  std::map<std::string, size_t> rank;
+  for (size_t i = 0; i < label_names_.size(); ++i) rank[label_names_[i]] = i;
+  const auto value_of = [](const prometheus::ClientMetric& m) {
+    std::vector<std::string> values;
+    for (const auto& l : m.label) values.push_back(l.value);
+    return values;
+  };
+  for (auto& family : families) {
+    for (auto& metric : family.metric) {
+      std::stable_sort(metric.label.begin(), metric.label.end(),
+                       [&](const auto& a, const auto& b) { return rank[a.name] < rank[b.name]; });
     }
-    if (extra != nullptr) {
-      if (!values.empty()) out += ',';
-      out += extra->first;
-      out += "=\"";
-      append_escaped(out, extra->second, true);
-      out += '"';
-    }
-    out += '}';
+    std::stable_sort(family.metric.begin(), family.metric.end(),
+                     [&](const auto& a, const auto& b) { return value_of(a) < value_of(b); });
   }
-  out += ' ';
-  out += format_number(value);
-  out += '\n';
+  return families;
 }
 
 }  // namespace metrics_detail
@@ -180,86 +151,75 @@ void Family::append_sample(std::string& out, const std::string& suffix,
 // --- Counter, Gauge, Histogram -----------------------------------------------
 
 void Counter::Child::inc(double v) {
+  // prometheus-cpp would drop a negative v silently and take NaN.
   if (!(v >= 0)) throw std::invalid_argument("a counter cannot go down");
-  value_.fetch_add(v, std::memory_order_relaxed);
+  counter_.Increment(v);
 }
 
-Counter::Counter(std::string name, std::string help, std::vector<std::string> label_names)
-    : Family(std::move(name), std::move(help), Kind::kCounter, std::move(label_names)) {
-  if (this->label_names().empty()) children_.get({});
+Counter::Counter(std::string name, std::vector<std::string> label_names,
+                 prometheus::Family<prometheus::Counter>& family)
+    : Family(std::move(name), Kind::kCounter, std::move(label_names)), family_(family) {
+  if (this->label_names().empty()) labels({});
 }
 
 Counter::Child& Counter::labels(const std::vector<std::string>& values) {
   check_arity(values);
-  return children_.get(values);
+  return children_.get(values, [&] { return Child(family_.Add(to_labels(values))); });
 }
 
-void Counter::render_samples(std::string& out) const {
-  children_.for_each([&](const std::vector<std::string>& values, const Child& child) {
-    append_sample(out, "", values, child.value());
-  });
+std::vector<prometheus::MetricFamily> Counter::collect_unordered() const {
+  return family_.Collect();
 }
 
-Gauge::Gauge(std::string name, std::string help, std::vector<std::string> label_names)
-    : Family(std::move(name), std::move(help), Kind::kGauge, std::move(label_names)) {
-  if (this->label_names().empty()) children_.get({});
+Gauge::Gauge(std::string name, std::vector<std::string> label_names,
+             prometheus::Family<prometheus::Gauge>& family)
+    : Family(std::move(name), Kind::kGauge, std::move(label_names)), family_(family) {
+  if (this->label_names().empty()) labels({});
 }
 
 Gauge::Child& Gauge::labels(const std::vector<std::string>& values) {
   check_arity(values);
-  return children_.get(values);
+  return children_.get(values, [&] { return Child(family_.Add(to_labels(values))); });
 }
 
-void Gauge::render_samples(std::string& out) const {
-  children_.for_each([&](const std::vector<std::string>& values, const Child& child) {
-    append_sample(out, "", values, child.value());
-  });
-}
-
-Histogram::Child::Child(const std::vector<double>& bounds)
-    : bounds_(bounds), buckets_(new std::atomic<uint64_t>[bounds.size() + 1]) {
-  for (size_t i = 0; i <= bounds.size(); ++i) buckets_[i].store(0, std::memory_order_relaxed);
+std::vector<prometheus::MetricFamily> Gauge::collect_unordered() const {
+  return family_.Collect();
 }
 
 void Histogram::Child::observe(double v) {
-  const size_t i = std::isnan(v)
-                       ? bounds_.size()
-                       : static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) -
-                                             bounds_.begin());
-  buckets_[i].fetch_add(1, std::memory_order_relaxed);
-  sum_.fetch_add(v, std::memory_order_relaxed);
+  if (std::isnan(v)) {
+    // Into +Inf, the last of the bounds_ + 1 buckets, as Prometheus' clients do.
+    std::vector<double> increments(bounds_ + 1, 0);
+    increments.back() = 1;
+    histogram_.ObserveMultiple(increments, v);
+    return;
+  }
+  histogram_.Observe(v);
 }
 
 uint64_t Histogram::Child::count() const {
-  uint64_t n = 0;
-  for (size_t i = 0; i <= bounds_.size(); ++i) n += buckets_[i].load(std::memory_order_relaxed);
-  return n;
+  return histogram_.Collect().histogram.sample_count;
+}
+double Histogram::Child::sum() const {
+  return histogram_.Collect().histogram.sample_sum;
 }
 
-Histogram::Histogram(std::string name, std::string help, std::vector<std::string> label_names,
-                     std::vector<double> bounds)
-    : Family(std::move(name), std::move(help), Kind::kHistogram, std::move(label_names)),
-      bounds_(std::move(bounds)) {
-  if (this->label_names().empty()) children_.get({}, bounds_);
+Histogram::Histogram(std::string name, std::vector<std::string> label_names,
+                     std::vector<double> bounds, prometheus::Family<prometheus::Histogram>& family)
+    : Family(std::move(name), Kind::kHistogram, std::move(label_names)),
+      bounds_(std::move(bounds)),
+      family_(family) {
+  if (this->label_names().empty()) labels({});
 }
 
 Histogram::Child& Histogram::labels(const std::vector<std::string>& values) {
   check_arity(values);
-  return children_.get(values, bounds_);
+  return children_.get(
+      values, [&] { return Child(family_.Add(to_labels(values), bounds_), bounds_.size()); });
 }
 
-void Histogram::render_samples(std::string& out) const {
-  children_.for_each([&](const std::vector<std::string>& values, const Child& child) {
-    uint64_t cumulative = 0;
-    std::pair<std::string, std::string> le{"le", ""};
-    for (size_t i = 0; i <= bounds_.size(); ++i) {
-      cumulative += child.buckets_[i].load(std::memory_order_relaxed);
-      le.second = i < bounds_.size() ? format_number(bounds_[i]) : "+Inf";
-      append_sample(out, "_bucket", values, static_cast<double>(cumulative), &le);
-    }
-    append_sample(out, "_sum", values, child.sum());
-    append_sample(out, "_count", values, static_cast<double>(cumulative));
-  });
+std::vector<prometheus::MetricFamily> Histogram::collect_unordered() const {
+  return family_.Collect();
 }
 
 // --- MetricsRegistry -----------------------------------------------------------
@@ -271,28 +231,32 @@ Family* MetricsRegistry::find_locked(const std::string& name, Kind kind,
                                      const std::vector<std::string>& label_names,
                                      const std::vector<double>* bounds) const {
   const auto it = series_names_.find(name);
-  if (it == series_names_.end()) return nullptr;
-  Family* f = it->second;
-  const bool same = f->name() == name && f->kind() == kind && kind != Kind::kCallbackGauge &&
-                    f->label_names() == label_names &&
-                    (bounds == nullptr || static_cast<Histogram*>(f)->bounds() == *bounds);
-  if (!same) {
-    throw std::logic_error("metric " + name + " is already registered as " + type_name(f->kind()) +
-                           " " + f->name() + " with other labels or buckets, or by a callback");
+  if (it != series_names_.end()) {
+    Family* f = it->second;
+    const bool same = f->name() == name && f->kind() == kind && kind != Kind::kCallbackGauge &&
+                      f->label_names() == label_names &&
+                      (bounds == nullptr || static_cast<Histogram*>(f)->bounds() == *bounds);
+    if (!same) {
+      throw std::logic_error("metric " + name + " is already registered as " +
+                             type_name(f->kind()) + " " + f->name() +
+                             " with other labels or buckets, or by a callback");
+    }
+    return f;
   }
-  return f;
+  // A free name: every series the new family would write must be free too
+  // (checked before prometheus-cpp makes its family, so a refusal leaves none).
+  for (const auto& n : series_of(name, kind)) {
+    const auto taken = series_names_.find(n);
+    if (taken != series_names_.end()) {
+      throw std::logic_error("metric " + name + " would write " + n + ", which metric " +
+                             taken->second->name() + " already writes");
+    }
+  }
+  return nullptr;
 }
 
 void MetricsRegistry::add_locked(std::unique_ptr<Family> family) {
-  const auto names = series_of(family->name(), family->kind());
-  for (const auto& n : names) {
-    const auto it = series_names_.find(n);
-    if (it != series_names_.end()) {
-      throw std::logic_error("metric " + family->name() + " would write " + n + ", which metric " +
-                             it->second->name() + " already writes");
-    }
-  }
-  for (const auto& n : names) series_names_[n] = family.get();
+  for (const auto& n : series_of(family->name(), family->kind())) series_names_[n] = family.get();
   families_.push_back(std::move(family));
 }
 
@@ -303,7 +267,9 @@ Counter& MetricsRegistry::counter(const std::string& name, const std::string& he
   if (Family* f = find_locked(name, Kind::kCounter, label_names, nullptr)) {
     return *static_cast<Counter*>(f);
   }
-  auto* c = new Counter(name, help, label_names);
+  auto& family =
+      prometheus::BuildCounter().Name(name).Help(escape_help(help)).Register(prometheus_);
+  auto* c = new Counter(name, label_names, family);
   add_locked(std::unique_ptr<Family>(c));
   return *c;
 }
@@ -315,7 +281,8 @@ Gauge& MetricsRegistry::gauge(const std::string& name, const std::string& help,
   if (Family* f = find_locked(name, Kind::kGauge, label_names, nullptr)) {
     return *static_cast<Gauge*>(f);
   }
-  auto* g = new Gauge(name, help, label_names);
+  auto& family = prometheus::BuildGauge().Name(name).Help(escape_help(help)).Register(prometheus_);
+  auto* g = new Gauge(name, label_names, family);
   add_locked(std::unique_ptr<Family>(g));
   return *g;
 }
@@ -338,7 +305,9 @@ Histogram& MetricsRegistry::histogram(const std::string& name, const std::string
   if (Family* f = find_locked(name, Kind::kHistogram, label_names, &bounds)) {
     return *static_cast<Histogram*>(f);
   }
-  auto* h = new Histogram(name, help, label_names, std::move(bounds));
+  auto& family =
+      prometheus::BuildHistogram().Name(name).Help(escape_help(help)).Register(prometheus_);
+  auto* h = new Histogram(name, label_names, std::move(bounds), family);
   add_locked(std::unique_ptr<Family>(h));
   return *h;
 }
@@ -360,9 +329,11 @@ std::string MetricsRegistry::render() const {
     families.reserve(families_.size());
     for (const auto& f : families_) families.push_back(f.get());
   }
-  std::string out;
-  for (const Family* f : families) f->render(out);
-  return out;
+  std::vector<prometheus::MetricFamily> all;
+  for (const Family* f : families) {
+    for (auto& family : f->collect()) all.push_back(std::move(family));
+  }
+  return prometheus::TextSerializer().Serialize(all);
 }
 
 }  // namespace calm

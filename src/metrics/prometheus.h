@@ -1,7 +1,6 @@
-// MetricsRegistry: counters, gauges and histograms with labels, written out in
-// the Prometheus text exposition format 0.0.4 (what GET /metrics serves).
-//
-// Debian packages no Prometheus client for C++, and calm needs only this much:
+// MetricsRegistry: counters, gauges and histograms with labels, kept by
+// prometheus-cpp (Debian's prometheus-cpp-dev, its core library) and written
+// out in the Prometheus text exposition format 0.0.4 (what GET /metrics serves).
 //
 //   MetricsRegistry registry;
 //   auto& requests = registry.counter("calm_requests_total", "Requests.", {"model", "status"});
@@ -13,6 +12,23 @@
 //                           [&] { return MetricsRegistry::Samples{{{}, double(queue.size())}}; });
 //   std::string body = registry.render();
 //
+// prometheus-cpp holds the values (its Counter, Gauge and Histogram, atomics
+// and a mutex per histogram) and writes the text (prometheus::TextSerializer).
+// This layer adds what /metrics needs and prometheus-cpp 1.0.1 leaves out:
+//   - a family has fixed label names and takes positional values, written in
+//     that order (prometheus-cpp keys children by a std::map, so it would
+//     write labels alphabetically and accept any label set per child);
+//   - callback gauges, whose rows are read at each render() (a custom
+//     collection next to prometheus-cpp's families);
+//   - checks: a negative or NaN counter increment throws (prometheus-cpp drops
+//     a negative one silently); a name taken by another family, or by a
+//     histogram's _bucket/_sum/_count series, throws; "le" is no histogram label;
+//   - valid text: HELP is escaped (prometheus-cpp writes it raw, so a newline
+//     in it would break the exposition), families come out in registration
+//     order and children sorted by label values (prometheus-cpp: by kind,
+//     then hash order), and a NaN observation counts in +Inf, as Prometheus'
+//     own clients do (prometheus-cpp would count it in the first bucket).
+//
 // A family (one metric name) is registered once, with fixed label names;
 // registering the same name again with the same kind, label names (and
 // buckets) returns the same family, anything else throws std::logic_error.
@@ -20,18 +36,27 @@
 // children (one per set of label values) are made on first use and never
 // destroyed, so a reference from labels() stays valid for the registry's
 // life: callers on a hot path look it up once and keep it. Updating a child
-// is a few relaxed atomic operations, no lock; labels() takes the family's
-// lock. A family without labels has its one child from the start, so its
-// series shows 0 before the first update.
+// is lock-free for counters and gauges, one short mutex for a histogram;
+// labels() takes the family's lock. A family without labels has its one
+// child from the start, so its series shows 0 before the first update.
 //
 // Output: families in registration order, each with # HELP and # TYPE, its
-// children sorted by label values. Counter names should end in `_total` and
-// use base units (`_seconds`, `_bytes`): `promtool check metrics` lints that.
+// children sorted by label values (a histogram writes _count and _sum before
+// its buckets, as prometheus-cpp does). Counter names should end in `_total`
+// and use base units (`_seconds`, `_bytes`): `promtool check metrics` lints that.
 //
+// Lock order: MetricsRegistry::mutex_, then a family's children lock, then
+// prometheus-cpp's own locks. render() holds none of calm's while it collects.
 // Thread-safe throughout (per method below).
 #pragma once
 
-#include <atomic>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/registry.h>
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -49,7 +74,7 @@ namespace metrics_detail {
 
 enum class Kind { kCounter, kGauge, kCallbackGauge, kHistogram };
 
-// What every family has: name, help, kind, label names, and writing itself out.
+// What every family has: name, kind, label names, and collecting its samples.
 class Family {
  public:
   virtual ~Family() = default;
@@ -59,22 +84,20 @@ class Family {
   const std::string& name() const { return name_; }
   Kind kind() const { return kind_; }
   const std::vector<std::string>& label_names() const { return label_names_; }
-  // Appends # HELP, # TYPE and every sample. Thread-safe.
-  void render(std::string& out) const;
+  // This family as prometheus-cpp's serializer takes it: labels in
+  // label_names() order, children sorted by label values; empty before a
+  // labelled family has its first child. Thread-safe.
+  std::vector<prometheus::MetricFamily> collect() const;
 
  protected:
-  Family(std::string name, std::string help, Kind kind, std::vector<std::string> label_names);
+  Family(std::string name, Kind kind, std::vector<std::string> label_names);
   // Throws std::invalid_argument unless there is one value per label name.
   void check_arity(const std::vector<std::string>& values) const;
-  // Appends `name{labels} value\n`; `extra` is one more label (the histogram's le).
-  void append_sample(std::string& out, const std::string& suffix,
-                     const std::vector<std::string>& values, double value,
-                     const std::pair<std::string, std::string>* extra = nullptr) const;
-  virtual void render_samples(std::string& out) const = 0;
+  prometheus::Labels to_labels(const std::vector<std::string>& values) const;
+  virtual std::vector<prometheus::MetricFamily> collect_unordered() const = 0;
 
  private:
   const std::string name_;
-  const std::string help_;
   const Kind kind_;
   const std::vector<std::string> label_names_;
 };
@@ -84,20 +107,17 @@ class Family {
 template <class Child>
 class Children {
  public:
-  template <class... Args>
-  Child& get(const std::vector<std::string>& values, const Args&... args) {
+  // The child for `values`, made by make() (under the lock) the first time.
+  template <class Make>
+  Child& get(const std::vector<std::string>& values, Make&& make) {
     std::lock_guard lock(mutex_);
-    return children_.try_emplace(values, args...).first->second;
-  }
-  // Calls f(values, child) in label-value order, under the lock.
-  template <class F>
-  void for_each(F&& f) const {
-    std::lock_guard lock(mutex_);
-    for (const auto& [values, child] : children_) f(values, child);
+    auto it = children_.find(values);
+    if (it == children_.end()) it = children_.emplace(values, make()).first;
+    return it->second;
   }
 
  private:
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   std::map<std::vector<std::string>, Child> children_;  // guarded by mutex_
 };
 
@@ -108,12 +128,13 @@ class Counter : public metrics_detail::Family {
  public:
   class Child {
    public:
+    explicit Child(prometheus::Counter& counter) : counter_(counter) {}
     // Adds v. Throws std::invalid_argument for a negative v or NaN. Thread-safe, lock-free.
     void inc(double v = 1);
-    double value() const { return value_.load(std::memory_order_relaxed); }
+    double value() const { return counter_.Value(); }
 
    private:
-    std::atomic<double> value_{0};
+    prometheus::Counter& counter_;  // owned by the prometheus-cpp family
   };
   // The child for these label values (one per label name, else
   // std::invalid_argument), made on first use. Thread-safe; takes a lock.
@@ -121,8 +142,10 @@ class Counter : public metrics_detail::Family {
 
  private:
   friend class MetricsRegistry;
-  Counter(std::string name, std::string help, std::vector<std::string> label_names);
-  void render_samples(std::string& out) const override;
+  Counter(std::string name, std::vector<std::string> label_names,
+          prometheus::Family<prometheus::Counter>& family);
+  std::vector<prometheus::MetricFamily> collect_unordered() const override;
+  prometheus::Family<prometheus::Counter>& family_;  // owned by the registry's prometheus::Registry
   metrics_detail::Children<Child> children_;
 };
 
@@ -131,22 +154,25 @@ class Gauge : public metrics_detail::Family {
  public:
   class Child {
    public:
+    explicit Child(prometheus::Gauge& gauge) : gauge_(gauge) {}
     // Thread-safe, lock-free.
-    void set(double v) { value_.store(v, std::memory_order_relaxed); }
-    void inc(double v = 1) { value_.fetch_add(v, std::memory_order_relaxed); }
-    void dec(double v = 1) { value_.fetch_sub(v, std::memory_order_relaxed); }
-    double value() const { return value_.load(std::memory_order_relaxed); }
+    void set(double v) { gauge_.Set(v); }
+    void inc(double v = 1) { gauge_.Increment(v); }
+    void dec(double v = 1) { gauge_.Decrement(v); }
+    double value() const { return gauge_.Value(); }
 
    private:
-    std::atomic<double> value_{0};
+    prometheus::Gauge& gauge_;  // owned by the prometheus-cpp family
   };
   // As Counter::labels.
   Child& labels(const std::vector<std::string>& values = {});
 
  private:
   friend class MetricsRegistry;
-  Gauge(std::string name, std::string help, std::vector<std::string> label_names);
-  void render_samples(std::string& out) const override;
+  Gauge(std::string name, std::vector<std::string> label_names,
+        prometheus::Family<prometheus::Gauge>& family);
+  std::vector<prometheus::MetricFamily> collect_unordered() const override;
+  prometheus::Family<prometheus::Gauge>& family_;
   metrics_detail::Children<Child> children_;
 };
 
@@ -157,20 +183,19 @@ class Histogram : public metrics_detail::Family {
  public:
   class Child {
    public:
-    explicit Child(const std::vector<double>& bounds);
+    Child(prometheus::Histogram& histogram, size_t bounds)
+        : histogram_(histogram), bounds_(bounds) {}
     // Counts v into the first bucket whose bound is >= v (+Inf past the last);
     // NaN goes to +Inf and makes the sum NaN, as Prometheus' own clients do.
-    // Thread-safe, lock-free. A concurrent render may see the sum lag the
-    // counts by the observations in progress; the counts themselves agree.
+    // Thread-safe (prometheus-cpp's per-histogram mutex): a concurrent
+    // render sees counts and sum agree.
     void observe(double v);
     uint64_t count() const;
-    double sum() const { return sum_.load(std::memory_order_relaxed); }
+    double sum() const;
 
    private:
-    friend class Histogram;
-    const std::vector<double>& bounds_;                 // the family's
-    std::unique_ptr<std::atomic<uint64_t>[]> buckets_;  // bounds_.size() + 1, not cumulative
-    std::atomic<double> sum_{0};
+    prometheus::Histogram& histogram_;  // owned by the prometheus-cpp family
+    const size_t bounds_;               // finite bounds (buckets are one more)
   };
   // As Counter::labels.
   Child& labels(const std::vector<std::string>& values = {});
@@ -179,10 +204,11 @@ class Histogram : public metrics_detail::Family {
 
  private:
   friend class MetricsRegistry;
-  Histogram(std::string name, std::string help, std::vector<std::string> label_names,
-            std::vector<double> bounds);
-  void render_samples(std::string& out) const override;
+  Histogram(std::string name, std::vector<std::string> label_names, std::vector<double> bounds,
+            prometheus::Family<prometheus::Histogram>& family);
+  std::vector<prometheus::MetricFamily> collect_unordered() const override;
   const std::vector<double> bounds_;
+  prometheus::Family<prometheus::Histogram>& family_;
   metrics_detail::Children<Child> children_;
 };
 
@@ -233,6 +259,8 @@ class MetricsRegistry {
                                       const std::vector<double>* bounds) const;
   void add_locked(std::unique_ptr<metrics_detail::Family> family);
 
+  // Owns the prometheus-cpp families (not the callback gauges); thread-safe itself.
+  prometheus::Registry prometheus_;
   mutable std::mutex mutex_;
   // Registration order; never shrinks, so render() can copy the pointers and let go.
   std::vector<std::unique_ptr<metrics_detail::Family>> families_;  // guarded by mutex_

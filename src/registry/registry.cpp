@@ -9,6 +9,25 @@
 
 namespace calm {
 
+namespace {
+constexpr int kMaxRemoteWorkers = 256;  // upstream requests at once, at most
+}  // namespace
+
+
+RemoteEngine::Options remote_engine_options(const ModelConfig& config) {
+  RemoteEngine::Options options;
+  options.id = config.id;
+  options.base_url = config.base_url;
+  options.upstream_model = config.upstream_model;
+  options.api_key = config.api_key;
+  options.connect_timeout = config.connect_timeout;
+  options.read_timeout = config.read_timeout;
+  options.ca_file = config.ca_file;
+  options.tls_verify = config.tls_verify;
+  options.workers = std::clamp(config.parallel, 1, kMaxRemoteWorkers);
+  return options;
+}
+
 std::unique_ptr<Engine> make_engine(const ModelConfig& config) {
   if (config.is_local()) {
     return std::make_unique<LlamaEngine>(LlamaEngine::Options{

@@ -29,6 +29,7 @@
 
 #include "config/fleet_config.h"
 #include "engines/engine.h"
+#include "engines/remote_engine.h"
 
 namespace calm {
 
@@ -83,6 +84,12 @@ class Registry {
   mutable std::shared_mutex mutex_;
   std::vector<EntryPtr> entries_;  // guarded by mutex_
 };
+
+// The RemoteEngine options of a fleet file's remote model. Workers: the
+// model's `parallel` (requests sent upstream at once; kRemoteParallel when
+// the file does not say), the same number the scheduler gives the model as
+// slots, so a started request always finds a free worker.
+RemoteEngine::Options remote_engine_options(const ModelConfig& config);
 
 // Builds the engine a model's configuration asks for.
 std::unique_ptr<Engine> make_engine(const ModelConfig& config);

@@ -80,11 +80,6 @@ class SwapAwarePolicy final : public QueuePolicy {
 
 }  // namespace
 
-const std::vector<std::string>& queue_policy_names() {
-  static const std::vector<std::string> names{"fifo", "stcf", "swap-aware"};
-  return names;
-}
-
 std::unique_ptr<QueuePolicy> make_queue_policy(std::string_view name,
                                                std::chrono::milliseconds max_wait) {
   if (name == "fifo") return std::make_unique<FifoPolicy>();

@@ -62,6 +62,8 @@
 #include <string_view>
 #include <vector>
 
+#include "config/policy_names.h"  // queue_policy_names()
+
 namespace calm {
 
 using SchedClock = std::chrono::steady_clock;
@@ -107,8 +109,5 @@ class QueuePolicy {
 // unknown name. max_wait is the aging bound of "swap-aware"; the others ignore it.
 std::unique_ptr<QueuePolicy> make_queue_policy(std::string_view name,
                                                std::chrono::milliseconds max_wait);
-
-// {"fifo", "stcf", "swap-aware"}
-const std::vector<std::string>& queue_policy_names();
 
 }  // namespace calm

@@ -1,5 +1,6 @@
-// The Prometheus metrics registry: its invariants, and its output as the real
-// `promtool check metrics` (Debian package `prometheus`) reads it.
+// The Prometheus metrics registry (calm's layer over prometheus-cpp): its
+// invariants, and its output as the real `promtool check metrics` (Debian
+// package `prometheus`) reads it.
 #include "metrics/prometheus.h"
 
 #include <gtest/gtest.h>
@@ -35,14 +36,56 @@ TEST(Prometheus, HistogramBucketsAreCumulativeWithInf) {
   EXPECT_EQ(a.count(), 6u);
   EXPECT_DOUBLE_EQ(a.sum(), 56.65);
   const std::string out = registry.render();
-  const std::string want =
+  const std::string want =  // prometheus-cpp writes _count and _sum first
+      "calm_latency_seconds_count{model=\"a\"} 6\n"
+      "calm_latency_seconds_sum{model=\"a\"} 56.65\n"
       "calm_latency_seconds_bucket{model=\"a\",le=\"0.1\"} 2\n"
       "calm_latency_seconds_bucket{model=\"a\",le=\"1\"} 4\n"
       "calm_latency_seconds_bucket{model=\"a\",le=\"10\"} 5\n"
-      "calm_latency_seconds_bucket{model=\"a\",le=\"+Inf\"} 6\n"
-      "calm_latency_seconds_sum{model=\"a\"} 56.65\n"
-      "calm_latency_seconds_count{model=\"a\"} 6\n";
+      "calm_latency_seconds_bucket{model=\"a\",le=\"+Inf\"} 6\n";
   EXPECT_NE(out.find(want), std::string::npos) << out;
+}
+
+TEST(Prometheus, HistogramCountsNaNInInf) {
+  MetricsRegistry registry;
+  auto& h = registry.histogram("calm_confidence", "c", {}, {0.5, 1}).labels();
+  h.observe(0.2);
+  h.observe(std::nan(""));
+  EXPECT_EQ(h.count(), 2u);
+  EXPECT_TRUE(std::isnan(h.sum()));
+  const std::string out = registry.render();
+  EXPECT_NE(out.find("calm_confidence_bucket{le=\"1\"} 1\n"
+                     "calm_confidence_bucket{le=\"+Inf\"} 2\n"),
+            std::string::npos)
+      << out;
+}
+
+TEST(Prometheus, LabelsKeepTheirDeclaredOrderAndChildrenSortByValue) {
+  MetricsRegistry registry;
+  auto& refused = registry.counter("calm_refused_total", "r", {"status", "code"});
+  refused.labels({"503", "busy"}).inc();
+  refused.labels({"404", "model_not_found"}).inc();
+  refused.labels({"404", "bad"}).inc();
+  const std::string out = registry.render();
+  EXPECT_NE(out.find("calm_refused_total{status=\"404\",code=\"bad\"} 1\n"
+                     "calm_refused_total{status=\"404\",code=\"model_not_found\"} 1\n"
+                     "calm_refused_total{status=\"503\",code=\"busy\"} 1\n"),
+            std::string::npos)
+      << out;
+}
+
+TEST(Prometheus, FamiliesComeOutInRegistrationOrder) {
+  MetricsRegistry registry;
+  registry.histogram("calm_b_seconds", "b", {}, {1});
+  registry.gauge_callback("calm_c", "c", {}, [] { return MetricsRegistry::Samples{{{}, 1}}; });
+  registry.counter("calm_a_total", "a");
+  const std::string out = registry.render();
+  const auto b = out.find("# HELP calm_b_seconds"), c = out.find("# HELP calm_c "),
+             a = out.find("# HELP calm_a_total");
+  ASSERT_NE(a, std::string::npos) << out;
+  EXPECT_LT(b, c);
+  EXPECT_LT(c, a);
+  EXPECT_NE(out.find("calm_a_total 0\n"), std::string::npos) << out;  // shown before any update
 }
 
 TEST(Prometheus, HistogramBoundsAreFiniteAndIncreasing) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "config/fleet_config.h"
+#include "registry/registry.h"
 
 namespace calm {
 namespace {
