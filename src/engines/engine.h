@@ -122,6 +122,10 @@ class GenerationStream {
 
   // Either side. Asks the producer to stop; it finishes with "cancelled".
   void cancel();
+  // Producer side: called once (on the canceller's thread, without the
+  // stream's lock) when cancel() is first called, or at once if it already
+  // was, so a producer blocked elsewhere needs no polling to notice. Set once.
+  void set_on_cancel(std::function<void()> on_cancel);
   bool cancelled() const;
   bool closed() const;
 
@@ -134,6 +138,7 @@ class GenerationStream {
   bool final_taken_ = false;    // guarded by mutex_; try_next() returned the final event
   std::function<void()> listener_;  // guarded by mutex_ (set once, then only read)
   bool listener_final_only_ = false;  // guarded by mutex_
+  std::function<void()> on_cancel_;   // guarded by mutex_
 
   void notify(bool is_final);
 };

@@ -91,11 +91,24 @@ GenerationResult GenerationStream::wait() {
 }
 
 void GenerationStream::cancel() {
+  std::function<void()> on_cancel;
   {
     std::lock_guard lock(mutex_);
+    if (!cancelled_) on_cancel = on_cancel_;
     cancelled_ = true;
   }
   cv_.notify_all();
+  if (on_cancel) on_cancel();
+}
+
+void GenerationStream::set_on_cancel(std::function<void()> on_cancel) {
+  bool already = false;
+  {
+    std::lock_guard lock(mutex_);
+    on_cancel_ = on_cancel;
+    already = cancelled_;
+  }
+  if (already && on_cancel) on_cancel();
 }
 
 bool GenerationStream::cancelled() const {

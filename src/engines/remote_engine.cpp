@@ -38,9 +38,10 @@ struct RemoteEngine::Call {
 
 namespace {
 
-// How often the watcher looks for cancelled streams. GenerationStream has no
-// cancel callback, so a silent upstream can only be noticed by polling.
-constexpr auto kWatchInterval = std::chrono::milliseconds(50);
+// How soon the watcher stops an aborted call's client again: a stop() that
+// lands before the worker has opened its socket does nothing. It sleeps
+// otherwise until a stream is cancelled (GenerationStream::set_on_cancel).
+constexpr auto kRetryAbort = std::chrono::milliseconds(50);
 
 bool is_success(int status) {
   return status >= 200 && status < 300;
@@ -78,6 +79,7 @@ std::string list_models(const std::string& body) {
 
 
 RemoteEngine::RemoteEngine(Options options) : options_(std::move(options)) {
+  waker_->engine = this;
   try {
     url_ = parse_url(options_.base_url);
     base_path_ = openai_base_path(url_.path);
@@ -88,6 +90,8 @@ RemoteEngine::RemoteEngine(Options options) : options_(std::move(options)) {
 
 RemoteEngine::~RemoteEngine() {
   unload();
+  std::lock_guard lock(waker_->mutex);
+  waker_->engine = nullptr;
 }
 
 std::string RemoteEngine::describe() const {
@@ -231,6 +235,16 @@ std::shared_ptr<GenerationStream> RemoteEngine::submit(GenerationRequest request
   auto call = std::make_shared<Call>();
   call->request = std::move(request);
   call->start = Clock::now();
+  call->stream->set_on_cancel([waker = std::weak_ptr<Waker>(waker_)] {
+    if (auto w = waker.lock()) {
+      std::lock_guard lock(w->mutex);
+      if (!w->engine) return;
+      // Taken and released so the watcher is either before its scan (and
+      // sees the cancel) or already waiting (and is woken).
+      { std::lock_guard engine_lock(w->engine->mutex_); }
+      w->engine->watcher_cv_.notify_all();
+    }
+  });
   {
     std::lock_guard lock(mutex_);
     if (!loaded_ || stopping_ || workers_running_ == 0) {
@@ -402,10 +416,11 @@ void RemoteEngine::watch() {
     lock.lock();
 
     if (stopping_ && running_.empty()) return;
-    if (running_.empty() && queue_.empty()) {
-      watcher_cv_.wait(lock, [&] { return stopping_ || !running_.empty(); });
+    if (!to_abort.empty()) {
+      watcher_cv_.wait_for(lock, kRetryAbort);  // until the aborted calls have ended
     } else {
-      watcher_cv_.wait_for(lock, kWatchInterval);
+      // Woken by a cancel (the streams' callback), a new running call or stopping.
+      watcher_cv_.wait(lock);
     }
   }
 }

@@ -160,7 +160,14 @@ class RemoteEngine : public Engine {
 
   mutable std::mutex mutex_;
   std::condition_variable work_cv_;     // queue_ grew, or stopping_
-  std::condition_variable watcher_cv_;  // running_ grew, or stopping_
+  std::condition_variable watcher_cv_;  // running_ grew, a stream was cancelled, or stopping_
+  // What a stream's cancel callback wakes: the watcher, while this engine
+  // lives (a stream may outlive its engine). Shared with the callbacks.
+  struct Waker {
+    std::mutex mutex;                // before RemoteEngine::mutex_ in the lock order
+    RemoteEngine* engine = nullptr;  // guarded by mutex; null once the engine is gone
+  };
+  std::shared_ptr<Waker> waker_ = std::make_shared<Waker>();
   bool stopping_ = false;               // guarded by mutex_
   int workers_running_ = 0;             // guarded by mutex_; what stats() and submit() read
 
