@@ -9,7 +9,8 @@ namespace calm {
 
 std::vector<Scheduler::ModelSlots> scheduler_slots(const FleetConfig& config) {
   std::vector<Scheduler::ModelSlots> slots;
-  for (const auto& m : config.models) slots.push_back({m.id, m.parallel, m.max_in_flight, m.is_local()});
+  for (const auto& m : config.models)
+    slots.push_back({m.id, m.parallel, m.max_in_flight, m.is_local()});
   return slots;
 }
 
@@ -36,9 +37,10 @@ nlohmann::json FleetReloader::reload() {
   if (!slot_ && config.router)
     spdlog::warn("reload: a router section was added; restart to turn routing on");
 
-  // The scheduler and the cache learn the new models before the registry
-  // lists them, so a request routed to a new model always finds its queue;
-  // a removed model stays in both until its last request ends.
+  // The cache and the scheduler learn the new models before the registry
+  // lists them, so a request routed to a new model always finds its record
+  // and its queue; a removed model stays in both until its last request ends.
+  resident_.prepare(config);
   scheduler_.update_models(scheduler_slots(config), /*keep_unlisted=*/true);
   const Registry::ReloadReport report = registry_.apply(config);
   resident_.apply(config, report);

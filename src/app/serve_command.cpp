@@ -11,10 +11,10 @@
 #include "mapek/mape_loop.h"
 #include "meters/energy_attributor.h"
 #include "meters/make_energy_meter.h"
+#include "pipeline/request_pipeline.h"
 #include "registry/registry.h"
 #include "router/router.h"
 #include "router/router_factory.h"
-#include "pipeline/request_pipeline.h"
 #include "server/http_server.h"
 #include "server/server_metrics.h"
 
@@ -161,18 +161,17 @@ Command add_serve_command(CLI::App& app) {
     spdlog::info("energy: {}; MAPE-K loop {}", meter->source(),
                  loop_config.enabled ? "on" : "off (monitoring only)");
 
-    RequestPipeline pipeline({.registry = registry,
-                              .router = *router,
-                              .resident = *resident,
-                              .scheduler = scheduler,
-                              .semantic = semantic,
-                              .loop = &loop,
-                              .energy = &energy,
-                              .on_record = [&metrics](const RequestMetrics& m) { metrics.record(m); },
-                              .on_refusal =
-                                  [&metrics](const ApiError& e) {
-                                    metrics.record_refusal(e.status, e.code);
-                                  }});
+    RequestPipeline pipeline(
+        {.registry = registry,
+         .router = *router,
+         .resident = *resident,
+         .scheduler = scheduler,
+         .semantic = semantic,
+         .loop = &loop,
+         .energy = &energy,
+         .on_record = [&metrics](const RequestMetrics& m) { metrics.record(m); },
+         .on_refusal =
+             [&metrics](const ApiError& e) { metrics.record_refusal(e.status, e.code); }});
     HttpServer server(config.server,
                       {registry, *resident, scheduler, pipeline, semantic, &loop, &metrics});
     FleetReloader reloader(args->config, registry, *resident, scheduler, semantic);

@@ -48,6 +48,22 @@ ModelCache::ModelCache(Options options, std::vector<ModelSpec> models, Loader lo
 
 ModelCache::~ModelCache() = default;
 
+void ModelCache::add_models(std::vector<ModelSpec> models) {
+  std::vector<ModelSpec> all;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, m] : models_) {
+      if (!m.retired) all.push_back(m.spec);
+    }
+  }
+  for (auto& spec : models) {
+    const bool known = std::any_of(all.begin(), all.end(),
+                                   [&](const ModelSpec& s) { return s.id == spec.id; });
+    if (!known) all.push_back(std::move(spec));
+  }
+  update_models(std::move(all), {});
+}
+
 void ModelCache::update_models(std::vector<ModelSpec> models,
                                const std::vector<std::string>& reset) {
   for (const auto& spec : models) {

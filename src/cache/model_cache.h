@@ -174,6 +174,10 @@ class ModelCache {
   // unloaded with the new estimate; the old engine's memory is freed by its
   // owner when its last request ends and is not charged meanwhile. Ids no
   // longer listed are forgotten (the owner unloads their engines).
+  // Adds the ids of `models` it does not know yet, unloaded; leaves every
+  // other model as it is. A reload calls it before the registry lists new
+  // models, so a request routed to one finds it here. Thread-safe.
+  void add_models(std::vector<ModelSpec> models);
   void update_models(std::vector<ModelSpec> models, const std::vector<std::string>& reset);
 
   struct ModelStats {

@@ -147,6 +147,10 @@ void ResidentSet::preload() {
   }
 }
 
+void ResidentSet::prepare(const FleetConfig& config) {
+  cache_->add_models(specs_for(config));
+}
+
 void ResidentSet::apply(const FleetConfig& config, const Registry::ReloadReport& report) {
   cache_->update_models(specs_for(config), report.replaced);
   std::vector<std::string> fresh;

@@ -53,6 +53,9 @@ class ResidentSet {
   // Loads the models marked preload (blocks; failures are logged and kept as
   // the model's last error).
   void preload();
+  // Before Registry::apply: the new local models of `config` join the cache,
+  // unloaded, so that no request finds its model listed but not cached.
+  void prepare(const FleetConfig& config);
   // After Registry::apply: new models join unloaded, replaced ones start over,
   // removed ones are forgotten. Preloads new models marked preload.
   void apply(const FleetConfig& config, const Registry::ReloadReport& report);

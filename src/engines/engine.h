@@ -132,11 +132,11 @@ class GenerationStream {
  private:
   mutable std::mutex mutex_;
   std::condition_variable cv_;
-  std::deque<Event> events_;    // guarded by mutex_
-  std::optional<Event> final_;  // guarded by mutex_; set once
-  bool cancelled_ = false;      // guarded by mutex_
-  bool final_taken_ = false;    // guarded by mutex_; try_next() returned the final event
-  std::function<void()> listener_;  // guarded by mutex_ (set once, then only read)
+  std::deque<Event> events_;          // guarded by mutex_
+  std::optional<Event> final_;        // guarded by mutex_; set once
+  bool cancelled_ = false;            // guarded by mutex_
+  bool final_taken_ = false;          // guarded by mutex_; try_next() returned the final event
+  std::function<void()> listener_;    // guarded by mutex_ (set once, then only read)
   bool listener_final_only_ = false;  // guarded by mutex_
   std::function<void()> on_cancel_;   // guarded by mutex_
 

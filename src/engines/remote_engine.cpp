@@ -77,7 +77,6 @@ std::string list_models(const std::string& body) {
 
 }  // namespace
 
-
 RemoteEngine::RemoteEngine(Options options) : options_(std::move(options)) {
   waker_->engine = this;
   try {

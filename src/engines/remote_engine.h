@@ -168,8 +168,8 @@ class RemoteEngine : public Engine {
     RemoteEngine* engine = nullptr;  // guarded by mutex; null once the engine is gone
   };
   std::shared_ptr<Waker> waker_ = std::make_shared<Waker>();
-  bool stopping_ = false;               // guarded by mutex_
-  int workers_running_ = 0;             // guarded by mutex_; what stats() and submit() read
+  bool stopping_ = false;    // guarded by mutex_
+  int workers_running_ = 0;  // guarded by mutex_; what stats() and submit() read
 
   std::deque<std::shared_ptr<Call>> queue_;     // guarded by mutex_
   std::vector<std::shared_ptr<Call>> running_;  // guarded by mutex_
@@ -179,6 +179,5 @@ class RemoteEngine : public Engine {
   std::vector<std::thread> workers_;
   std::thread watcher_;
 };
-
 
 }  // namespace calm

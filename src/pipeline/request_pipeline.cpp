@@ -64,16 +64,16 @@ struct RequestPipeline::Call::State {
   std::shared_ptr<PipelineSink> sink;
 
   std::mutex mutex;
-  bool ended = false;      // guarded by mutex; the sink was told the end
-  bool cancelled = false;  // guarded by mutex
-  bool started = false;    // guarded by mutex; the scheduler started it
-  bool delayed = false;    // guarded by mutex; waiting out models[].inject_delay_ms
-  Registry::EntryPtr entry;                           // guarded by mutex
-  std::shared_ptr<Scheduler::Admission> admission;    // guarded by mutex
-  std::unique_ptr<Scheduler::Ticket> ticket;          // guarded by mutex
-  std::shared_ptr<GenerationStream> stream;           // guarded by mutex
-  std::unique_ptr<EnergyShare> energy;                // guarded by mutex
-  PipelineStart start;                                // guarded by mutex
+  bool ended = false;        // guarded by mutex; the sink was told the end
+  bool cancelled = false;    // guarded by mutex
+  bool started = false;      // guarded by mutex; the scheduler started it
+  bool delayed = false;      // guarded by mutex; waiting out models[].inject_delay_ms
+  Registry::EntryPtr entry;  // guarded by mutex
+  std::shared_ptr<Scheduler::Admission> admission;  // guarded by mutex
+  std::unique_ptr<Scheduler::Ticket> ticket;        // guarded by mutex
+  std::shared_ptr<GenerationStream> stream;         // guarded by mutex
+  std::unique_ptr<EnergyShare> energy;              // guarded by mutex
+  PipelineStart start;                              // guarded by mutex
 };
 
 RequestPipeline::RequestPipeline(Parts parts)
@@ -148,7 +148,8 @@ void RequestPipeline::admit(const std::shared_ptr<Call::State>& call) {
     std::shared_ptr<Scheduler::Admission> admission;
     try {
       admission = scheduler_.submit(
-          id, [this, call](std::unique_ptr<Scheduler::Ticket> ticket) {
+          id,
+          [this, call](std::unique_ptr<Scheduler::Ticket> ticket) {
             start(call, std::move(ticket));
           },
           [this, call](std::exception_ptr error) {

@@ -1,9 +1,12 @@
 // The request pipeline: one generation's life, the same for every transport.
 //
-//   submit() ──► route ──► admit ──► [queued] ──► lease (load if needed) ──► engine ──► stream ──► monitor
+//   submit() ──► route ──► admit ──► [queued] ──► lease (load if needed) ──► engine ──► stream ──►
+//   monitor
 //                  │         │          │                                       │          │
-//                  404       503/429    cancel(): gone at once                  └─ cancel(): the engine
-//                                       queue timeout: 503                         stops, the slot frees
+//                  404       503/429    cancel(): gone at once                  └─ cancel(): the
+//                  engine
+//                                       queue timeout: 503                         stops, the slot
+//                                       frees
 //
 // - Nothing here waits: submit() returns once the request is queued (or has
 //   failed), and every later step runs on the thread whose work enabled it
@@ -52,8 +55,8 @@ namespace calm {
 struct PipelineRequest {
   std::string model;  // as the client named it ("auto" routes)
   GenerationRequest generation;
-  bool stream = false;        // the sink wants every delta; else only the end
-  std::string id_prefix;      // "chatcmpl" or "cmpl": the response id's prefix
+  bool stream = false;    // the sink wants every delta; else only the end
+  std::string id_prefix;  // "chatcmpl" or "cmpl": the response id's prefix
   std::chrono::steady_clock::time_point arrival = std::chrono::steady_clock::now();
 };
 
@@ -64,7 +67,7 @@ struct PipelineStart {
   std::string route_reason;  // why (one line)
   bool local = false;        // went through the model cache (cache_hit, queue_ms mean something)
   bool cache_hit = false;
-  double queue_ms = 0;  // arrival until started, including a load
+  double queue_ms = 0;    // arrival until started, including a load
   long long created = 0;  // unix seconds
 };
 

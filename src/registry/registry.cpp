@@ -13,7 +13,6 @@ namespace {
 constexpr int kMaxRemoteWorkers = 256;  // upstream requests at once, at most
 }  // namespace
 
-
 RemoteEngine::Options remote_engine_options(const ModelConfig& config) {
   RemoteEngine::Options options;
   options.id = config.id;

@@ -260,8 +260,8 @@ void Scheduler::timer_thread() {
 }
 
 void Scheduler::remove_queued_locked(uint64_t id) {
-  const auto it =
-      std::find_if(queue_.begin(), queue_.end(), [&](const QueuedRequest& r) { return r.id == id; });
+  const auto it = std::find_if(queue_.begin(), queue_.end(),
+                               [&](const QueuedRequest& r) { return r.id == id; });
   assert(it != queue_.end());
   models_.at(it->model).queued--;
   queue_.erase(it);
@@ -269,9 +269,10 @@ void Scheduler::remove_queued_locked(uint64_t id) {
 }
 
 std::shared_ptr<Scheduler::Admission> Scheduler::submit(const std::string& model, OnStart on_start,
-                                                       OnFail on_fail) {
+                                                        OnFail on_fail) {
   // Refused before queueing: no wait can make room for it.
-  if (const auto why = cache_.never_fits(model)) throw CacheError(*why, CacheError::Kind::kNeverFits);
+  if (const auto why = cache_.never_fits(model))
+    throw CacheError(*why, CacheError::Kind::kNeverFits);
   std::vector<Start> starts;
   std::shared_ptr<Admission> admission;
   {
@@ -332,9 +333,8 @@ bool Scheduler::cancel(uint64_t id) {
       starts = dispatch_locked();  // its leaving may unblock a FIFO head
     } else {
       const bool loading = id == loading_id_ ||
-                           std::any_of(loads_.begin(), loads_.end(), [&](const Start& s) {
-                             return s.waiter->request.id == id;
-                           });
+                           std::any_of(loads_.begin(), loads_.end(),
+                                       [&](const Start& s) { return s.waiter->request.id == id; });
       // In the loader's hands (queued for it, or its load running): dropped
       // once the load settles. Already started: the ticket's owner cancels.
       if (loading) {

@@ -231,15 +231,15 @@ class Scheduler {
   std::unique_ptr<QueuePolicy> policy_;  // guarded by mutex_
   std::chrono::milliseconds max_wait_;   // guarded by mutex_
   mutable std::mutex mutex_;
-  std::condition_variable wake_;                       // loader and timer wait on it
-  std::map<std::string, Model> models_;                // guarded by mutex_
-  std::deque<QueuedRequest> queue_;                    // guarded by mutex_; arrival order
+  std::condition_variable wake_;                         // loader and timer wait on it
+  std::map<std::string, Model> models_;                  // guarded by mutex_
+  std::deque<QueuedRequest> queue_;                      // guarded by mutex_; arrival order
   std::map<uint64_t, std::shared_ptr<Waiter>> waiters_;  // guarded by mutex_; queued, by id
-  std::deque<Start> loads_;                            // guarded by mutex_; for the loader
-  uint64_t loading_id_ = 0;                            // guarded by mutex_; the loader's now
-  std::set<uint64_t> cancelled_loads_;                 // guarded by mutex_; ids in loads_
-  uint64_t next_id_ = 1;                               // guarded by mutex_
-  bool stopping_ = false;                              // guarded by mutex_
+  std::deque<Start> loads_;                              // guarded by mutex_; for the loader
+  uint64_t loading_id_ = 0;                              // guarded by mutex_; the loader's now
+  std::set<uint64_t> cancelled_loads_;                   // guarded by mutex_; ids in loads_
+  uint64_t next_id_ = 1;                                 // guarded by mutex_
+  bool stopping_ = false;                                // guarded by mutex_
   Stats counters_;  // guarded by mutex_ (the counter fields only)
   std::thread loader_;
   std::thread timer_;

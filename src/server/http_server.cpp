@@ -83,9 +83,8 @@ HttpServer::HttpServer(ServerConfig config, Parts parts)
                                  : status == 431 ? "headers_too_large"
                                  : status >= 500 ? "internal_error"
                                                  : "bad_request";
-        return error_response(ApiError{status, message,
-                                       status >= 500 ? "server_error" : "invalid_request_error",
-                                       "", code});
+        return error_response(ApiError{
+            status, message, status >= 500 ? "server_error" : "invalid_request_error", "", code});
       });
 }
 
@@ -136,8 +135,8 @@ HttpOutcome HttpServer::generate(Endpoint endpoint, const HttpRequest& http) {
   ApiRequest request;
   try {
     json body = parse_json_body(http.body);
-    request = endpoint == Endpoint::kChat ? parse_chat_request(body)
-                                          : parse_completion_request(body);
+    request =
+        endpoint == Endpoint::kChat ? parse_chat_request(body) : parse_completion_request(body);
   } catch (const ApiError& error) {
     if (metrics_) metrics_->record_refusal(error.status, error.code);
     throw;

@@ -279,8 +279,7 @@ void HttpTransport::stop() {
     // Responses being written get a bounded moment to reach their clients;
     // idle kept-alive connections are simply closed.
     std::unique_lock lock(impl_->mutex);
-    impl_->idle.wait_for(lock, impl_->options.write_timeout,
-                         [&] { return impl_->answering == 0; });
+    impl_->idle.wait_for(lock, impl_->options.write_timeout, [&] { return impl_->answering == 0; });
   }
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();
@@ -326,7 +325,8 @@ awaitable<void> HttpTransport::Impl::session(tcp::socket socket) {
     parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
     beast::error_code ec;
     stream.expires_after(options.idle_timeout);
-    co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
+    co_await http::async_read_header(stream, buffer, parser,
+                                     asio::redirect_error(use_awaitable, ec));
     unsigned version = 11;
     if (!ec) {
       version = parser.get().version();
@@ -423,7 +423,8 @@ awaitable<bool> HttpTransport::Impl::serve_later(
       head->chunked(true);
       serializer.emplace(*head);
       stream.expires_after(options.write_timeout);
-      co_await http::async_write_header(stream, *serializer, asio::redirect_error(use_awaitable, ec));
+      co_await http::async_write_header(stream, *serializer,
+                                        asio::redirect_error(use_awaitable, ec));
       if (ec) {
         ok = false;
         break;
@@ -468,7 +469,7 @@ awaitable<bool> HttpTransport::Impl::serve_later(
     }
   }
   if (watch->bytes > 0) buffer.commit(watch->bytes);
-  co_return ok && keep_alive;
+  co_return ok&& keep_alive;
 }
 
 }  // namespace calm

@@ -2,14 +2,14 @@
 //
 // A connection's life (one coroutine per connection, on its own strand):
 //
-//   accept ──► read request ──► handler ──► immediate response ──────────► write ──► keep-alive? ─► read …
-//                 │  (deadline:     │                                                     └─ no: close
-//                 │   read_timeout) └─► AsyncReply: the coroutine sleeps until the
-//                 │                     producer (any thread) queues head, chunks, end;
-//                 │                     a read on the socket watches for the client
-//                 │                     leaving meanwhile and calls the reply's
-//                 │                     on_client_gone (the request is cancelled)
-//                 └─ body too large: 413, headers too large: 431, bad HTTP: 400, then close
+//   accept ──► read request ──► handler ──► immediate response ──────────► write ──► keep-alive? ─►
+//   read …
+//                 │  (deadline:     │                                                     └─ no:
+//                 close │   read_timeout) └─► AsyncReply: the coroutine sleeps until the │ producer
+//                 (any thread) queues head, chunks, end; │                     a read on the socket
+//                 watches for the client │                     leaving meanwhile and calls the
+//                 reply's │                     on_client_gone (the request is cancelled) └─ body
+//                 too large: 413, headers too large: 431, bad HTTP: 400, then close
 //
 // Why Beast and not cpp-httplib: cpp-httplib gives each connection a worker
 // thread for the whole of its handler, so a request waiting in calm's queue
@@ -38,8 +38,8 @@
 namespace calm {
 
 struct HttpRequest {
-  std::string method;  // "GET", "POST", ...
-  std::string path;    // without the query
+  std::string method;                          // "GET", "POST", ...
+  std::string path;                            // without the query
   std::map<std::string, std::string> query;    // decoded; the last value of a repeated key
   std::map<std::string, std::string> headers;  // names in lower case
   std::string body;
@@ -86,7 +86,8 @@ class HttpTransport {
     int io_threads = 2;
     size_t max_body_bytes = 1 << 20;
     size_t max_header_bytes = 16 << 10;
-    std::chrono::seconds idle_timeout{60};   // a kept-alive connection, until its next request's head
+    std::chrono::seconds idle_timeout{
+        60};  // a kept-alive connection, until its next request's head
     std::chrono::seconds read_timeout{30};   // a request's body, once its head is in
     std::chrono::seconds write_timeout{30};  // each write
   };

@@ -21,7 +21,8 @@ std::string sse(const json& data) {
 
 HttpResponse error_response(const ApiError& error) {
   HttpResponse r{error.status, kJson, {}, dump(error.to_json())};
-  if (error.retry_after_s > 0) r.headers.emplace_back("Retry-After", std::to_string(error.retry_after_s));
+  if (error.retry_after_s > 0)
+    r.headers.emplace_back("Retry-After", std::to_string(error.retry_after_s));
   return r;
 }
 
@@ -36,7 +37,8 @@ void OpenAiSink::started(const PipelineStart& start) {
   headers_ = {{"x-calm-model", start.model}, {"x-calm-route", start.route_reason}};
   if (start.local) {
     headers_.emplace_back("x-calm-cache", start.cache_hit ? "hit" : "miss");
-    headers_.emplace_back("x-calm-queue-ms", std::to_string(static_cast<long long>(start.queue_ms)));
+    headers_.emplace_back("x-calm-queue-ms",
+                          std::to_string(static_cast<long long>(start.queue_ms)));
   }
   if (!stream_) return;
   HttpResponse head{200, "text/event-stream", headers_, ""};

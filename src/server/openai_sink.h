@@ -29,9 +29,11 @@ HttpResponse error_response(const ApiError& error);
 
 class OpenAiSink : public PipelineSink {
  public:
-  OpenAiSink(Endpoint endpoint, bool stream, bool include_usage,
-             std::shared_ptr<AsyncReply> reply)
-      : endpoint_(endpoint), stream_(stream), include_usage_(include_usage), reply_(std::move(reply)) {}
+  OpenAiSink(Endpoint endpoint, bool stream, bool include_usage, std::shared_ptr<AsyncReply> reply)
+      : endpoint_(endpoint),
+        stream_(stream),
+        include_usage_(include_usage),
+        reply_(std::move(reply)) {}
 
   void started(const PipelineStart& start) override;
   void delta(const std::string& text) override;

@@ -105,9 +105,8 @@ TEST(ServingCore, ClientLeavingTheQueueFreesItsPlace) {
   Clients clients;
   CalmServer server("server: {drain_grace_s: 0.1}\nmodels:\n" + slow_model("slow", 600000));
   clients.send(server, chat("slow"));
-  ASSERT_TRUE(wait_state(server, [](const json& s) {
-    return s["scheduler"]["models"]["slow"]["running"] == 1;
-  }));
+  ASSERT_TRUE(wait_state(
+      server, [](const json& s) { return s["scheduler"]["models"]["slow"]["running"] == 1; }));
   clients.send(server, chat("slow"), /*read_timeout_s=*/1);  // gives up while queued
   ASSERT_TRUE(wait_state(server, [](const json& s) {
     return s["scheduler"]["cancelled"] == 1 && s["scheduler"]["queued"] == 0;
@@ -116,15 +115,14 @@ TEST(ServingCore, ClientLeavingTheQueueFreesItsPlace) {
 
 TEST(ServingCore, ClientLeavingANonStreamedGenerationFreesItsSlot) {
   // 30000 tokens take far longer than the client's 1 s on any machine.
-  CalmServer server(
-      "models:\n  - id: long\n    gguf: " + testing::test_model("tiny-chatml.gguf") +
-      "\n    context: 32768\n    threads: 1\n");
+  CalmServer server("models:\n  - id: long\n    gguf: " + testing::test_model("tiny-chatml.gguf") +
+                    "\n    context: 32768\n    threads: 1\n");
   Clients clients;
-  const std::string body = json{{"model", "long"},
-                                {"messages", {{{"role", "user"}, {"content", "Go on."}}}},
-                                {"max_tokens", 30000},
-                                {"ignore_eos", true}}
-                               .dump();
+  const std::string body = json{
+      {"model", "long"},
+      {"messages", {{{"role", "user"}, {"content", "Go on."}}}},
+      {"max_tokens", 30000},
+      {"ignore_eos", true}}.dump();
   clients.send(server, body, /*read_timeout_s=*/1);
   ASSERT_TRUE(wait_state(server, [](const json& s) {
     return s["models"]["long"]["cancelled"] == 1 && s["models"]["long"]["slots_busy"] == 0;
@@ -137,9 +135,8 @@ TEST(ServingCore, SigtermFinishesRequestsInFlightRefusesNewOnesAndExitsZero) {
                     slow_model("other", 0));
   Clients clients;
   clients.send(server, chat("slow"));
-  ASSERT_TRUE(wait_state(server, [](const json& s) {
-    return s["scheduler"]["models"]["slow"]["running"] == 1;
-  }));
+  ASSERT_TRUE(wait_state(
+      server, [](const json& s) { return s["scheduler"]["models"]["slow"]["running"] == 1; }));
   ::kill(server.pid(), SIGTERM);
   // While it drains: new requests get 503, /health says so.
   bool saw_stopping = false;
@@ -164,8 +161,8 @@ TEST(ServingCore, ReloadLoopWhileEightClientsSendGivesNoUndocumented5xx) {
     std::string f = "models:\n  - id: stay\n    description: " +
                     std::string(second ? "kept, described anew" : "kept") + "\n    gguf: " + tiny +
                     "\n    context: 256\n    threads: 1\n    parallel: 2\n" +
-                    "  - id: swap\n    gguf: " + plain + "\n    context: " +
-                    (second ? "512" : "256") + "\n    threads: 1\n";
+                    "  - id: swap\n    gguf: " + plain +
+                    "\n    context: " + (second ? "512" : "256") + "\n    threads: 1\n";
     if (second) f += "  - id: extra\n    gguf: " + tiny + "\n    context: 128\n    threads: 1\n";
     return f;
   };
@@ -206,8 +203,8 @@ TEST(ServingCore, ReloadLoopWhileEightClientsSendGivesNoUndocumented5xx) {
     answered += count;
     // 200; 404 for "extra" while it is not listed; 503 for a model a reload
     // removed between routing and admission. Nothing else.
-    const bool documented = key == "200" || key == "404 \"model_not_found\"" ||
-                            key == "503 \"model_unavailable\"";
+    const bool documented =
+        key == "200" || key == "404 \"model_not_found\"" || key == "503 \"model_unavailable\"";
     EXPECT_TRUE(documented) << key << " x" << count;
   }
   EXPECT_EQ(answered, 64);
@@ -217,12 +214,11 @@ TEST(ServingCore, ReloadLoopWhileEightClientsSendGivesNoUndocumented5xx) {
 TEST(ServingCore, RemoteModelsAreAdmittedByTheSameQueueAndLimits) {
   Clients clients;
   CalmServer backend("server: {drain_grace_s: 0.1}\nmodels:\n" + slow_model("slow", 600000));
-  CalmServer front("server: {drain_grace_s: 0.1}\nmodels:\n  - id: far\n    url: " +
-                   backend.url() + "\n    upstream_model: slow\n    max_in_flight: 1\n");
+  CalmServer front("server: {drain_grace_s: 0.1}\nmodels:\n  - id: far\n    url: " + backend.url() +
+                   "\n    upstream_model: slow\n    max_in_flight: 1\n");
   clients.send(front, chat("far"));
-  ASSERT_TRUE(wait_state(front, [](const json& s) {
-    return s["scheduler"]["models"]["far"]["running"] == 1;
-  }));
+  ASSERT_TRUE(wait_state(
+      front, [](const json& s) { return s["scheduler"]["models"]["far"]["running"] == 1; }));
   auto refused = front.client().Post("/v1/chat/completions", chat("far"), "application/json");
   ASSERT_TRUE(refused);
   EXPECT_EQ(refused->status, 429);

@@ -428,5 +428,15 @@ TEST(ModelCacheTwoStep, ReloadForgetsRemovedModelsAndResetsReplacedOnes) {
   EXPECT_THROW(cache.try_acquire("b"), CacheError);
 }
 
+TEST(ModelCacheTwoStep, AddModelsAddsNewIdsAndLeavesKnownOnesResident) {
+  FakeMemoryForTwoStep memory;
+  ModelCache cache({1000, 0, "lru"}, {{"a", 100}}, memory.loader(), memory.unloader());
+  cache.acquire("a", 1s);
+  cache.add_models({{"a", 999}, {"b", 100}});  // "a" is known: its record stays as it is
+  EXPECT_TRUE(cache.resident_or_loading("a"));
+  EXPECT_EQ(cache.charged_bytes("a"), std::optional<uint64_t>(100));
+  EXPECT_TRUE(cache.try_acquire("b").has_value());
+}
+
 }  // namespace
 }  // namespace calm

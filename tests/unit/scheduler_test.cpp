@@ -365,7 +365,7 @@ TEST(Scheduler, RemoteModelIsLimitedByItsSlotsWithoutACacheLease) {
         third_started.set_value();
       },
       [](std::exception_ptr) {});
-  EXPECT_EQ(scheduler.stats().queued, 1u);  // both slots busy
+  EXPECT_EQ(scheduler.stats().queued, 1u);               // both slots busy
   EXPECT_THROW(scheduler.enter("far"), SchedulerError);  // max_in_flight 3
   f1.reset();
   third_started.get_future().wait();
