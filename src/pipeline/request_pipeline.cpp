@@ -232,6 +232,10 @@ void RequestPipeline::run_engine(const std::shared_ptr<Call::State>& call) {
     auto energy = std::make_unique<EnergyShare>(energy_);
     stream = entry->engine->submit(call->request.generation);
     std::lock_guard lock(call->mutex);
+    if (call->ended) {  // ended meanwhile (cancelled): the generation stops at once
+      stream->cancel();
+      return;
+    }
     call->energy = std::move(energy);
     call->stream = stream;
     call->start.created = unix_now();
@@ -292,6 +296,9 @@ void RequestPipeline::end(const std::shared_ptr<Call::State>& call) {
     ticket = std::move(call->ticket);
     stream = std::move(call->stream);
     energy = std::move(call->energy);
+    // The sink (and through it the transport's reply, whose client-gone
+    // callback holds this call) is let go: nothing is told after the end.
+    sink = std::move(call->sink);
     call->admission.reset();
   }
   if (stream) stream->cancel();  // no-op once finished
