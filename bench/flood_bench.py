@@ -161,6 +161,8 @@ def main():
         print(f"| RSS after {args.warmup:.0f} s warm-up / at the end / peak | {base / 2**20:.1f} / "
               f"{final / 2**20:.1f} / {peak / 2**20:.1f} MiB |")
         print(f"| RSS growth after warm-up | {growth:+.2f}% |")
+        series = [f"{t:.0f} s: {b / 2**20:.1f}" for t, b in rss if int(t) % 60 < 5]
+        print(f"| RSS every minute (MiB) | {', '.join(series)} |")
         ok = ok and growth < 5
     print(f"\nresult: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1

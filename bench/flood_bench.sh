@@ -2,7 +2,10 @@
 # The serving core under a flood and a soak (bench/RESULTS.md, "Flood and soak").
 #
 #   bench/flood_bench.sh            flood: 4 x http_threads clients on one slow model, 60 s
-#   bench/flood_bench.sh --soak     soak: clients = the queue limit + slots, 600 s, RSS sampled
+#   bench/flood_bench.sh --soak     soak: clients = the queue limit + slots, 600 s, RSS sampled;
+#                                   the growth is taken after a 180 s warm-up, by when the
+#                                   bounded memories (the last 10,000 response ids kept for
+#                                   feedback, the QoS and analyzer windows) are full
 #
 # One model of the demo fleet (maths-expert), 1 thread, 2 slots, max_queue 64,
 # http_threads 32, served by a fresh `calm serve` on a free loopback port.
@@ -40,4 +43,4 @@ url=$(grep -o 'http://[0-9.:]*' "$dir/serve.log" | head -n 1)
 [ -n "$url" ] || { echo "calm serve did not start:" >&2; cat "$dir/serve.log" >&2; exit 1; }
 echo "calm serve pid $pid at $url ($mode, $clients clients, $duration s); $(nproc) cores"
 python3 bench/flood_bench.py --url "$url" --model maths --clients "$clients" --duration "$duration" \
-  --max-tokens 64 --title "$mode" $([ $mode = soak ] && echo "--rss-pid $pid --warmup 60")
+  --max-tokens 64 --title "$mode" $([ $mode = soak ] && echo "--rss-pid $pid --warmup 180")
