@@ -64,7 +64,12 @@ TEST(LlamaEngine, SameSeedGivesSameText) {
   const auto a = engine.submit(chat("seeded", 16, 99))->wait();
   const auto b = engine.submit(chat("seeded", 16, 99))->wait();
   EXPECT_EQ(a.text, b.text);
-  EXPECT_EQ(a.token_logprobs, b.token_logprobs);
+  // The second prompt is read from the first's kept KV cache, in a batch of
+  // another shape, so its float sums may round differently in the last bits.
+  ASSERT_EQ(a.token_logprobs.size(), b.token_logprobs.size());
+  for (size_t i = 0; i < a.token_logprobs.size(); ++i) {
+    EXPECT_NEAR(a.token_logprobs[i], b.token_logprobs[i], 1e-3) << "token " << i;
+  }
 }
 
 TEST(LlamaEngine, StreamedDeltasAreValidUtf8AndAddUpToTheText) {
