@@ -291,6 +291,7 @@ void RequestPipeline::end(const std::shared_ptr<Call::State>& call) {
   std::shared_ptr<GenerationStream> stream;
   std::unique_ptr<EnergyShare> energy;
   std::shared_ptr<PipelineSink> sink;
+  Registry::EntryPtr entry;
   {
     std::lock_guard lock(call->mutex);
     ticket = std::move(call->ticket);
@@ -299,8 +300,15 @@ void RequestPipeline::end(const std::shared_ptr<Call::State>& call) {
     // The sink (and through it the transport's reply, whose client-gone
     // callback holds this call) is let go: nothing is told after the end.
     sink = std::move(call->sink);
+    entry = std::move(call->entry);
     call->admission.reset();
   }
+  // A reload may have left this call the last owner of its engine, and end()
+  // often runs on that engine's own worker thread, which cannot join itself:
+  // the entry is let go on the pipeline's own thread instead.
+  if (entry)
+    delays_.after(std::chrono::milliseconds(0),
+                  [entry = std::move(entry)]() mutable { entry.reset(); });
   if (stream) stream->cancel();  // no-op once finished
   ticket.reset();
   {
