@@ -48,9 +48,9 @@ scripts/fetch-glove.sh "$dir/convert-glove" >/dev/null
 logs=$PWD/$dir/sanitizer-logs
 rm -rf "$logs" && mkdir -p "$logs"
 common="print_stacktrace=1:log_path=$logs/report"
-# quarantine_size_mb=16: the cache charges a model the RSS its load measured
-# (integration/cache_test.cpp checks the budget by RSS), and ASan's default
-# 256 MB quarantine of freed blocks would count against it.
+# quarantine_size_mb=16: ASan's default 256 MB quarantine of freed blocks
+# would swell the RSS that /v1/calm/state and the cache's logs show as a
+# cross-check (the charge itself comes from llama.cpp's figures).
 export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:quarantine_size_mb=16:strict_string_checks=1:detect_stack_use_after_return=1:$common"
 export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="halt_on_error=1:suppressions=$supp/ubsan.supp:print_suppressions=0:$common"
