@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <future>
 #include <map>
 #include <optional>
 #include <random>
@@ -212,29 +213,37 @@ void LlamaEngine::load() {
   }
   // End-of-generation tokens, for requests that ask to ignore them.
   const llama_vocab* vocab = llama_model_get_vocab(model_);
-  // Warm-up: one token through the whole model pages in the weights (they
-  // are memory-mapped) and the compute buffers, so that the first request
-  // does not pay for it and the cache measures what serving really holds.
-  llama_token warm = llama_vocab_bos(vocab);
-  if (warm == LLAMA_TOKEN_NULL) warm = 0;
-  if (llama_decode(ctx_, llama_batch_get_one(&warm, 1)) != 0) {
-    spdlog::warn("model '{}': warm-up decode failed: {}", options_.id, take_llama_errors());
-  }
-  llama_memory_clear(llama_get_memory(ctx_), true);
   eog_tokens_.clear();
   for (llama_token t = 0; t < llama_vocab_n_tokens(vocab); ++t) {
     if (llama_vocab_is_eog(vocab, t)) eog_tokens_.push_back(t);
   }
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = false;
+  }
+  // The worker thread starts before the warm-up and runs it: every llama.cpp
+  // computation of this context then happens on one thread. With llama.cpp
+  // built on OpenMP, each thread that runs a graph becomes the master of its
+  // own OpenMP pool; a second pool (the loading thread's, left idle) makes
+  // libgomp count more threads than cores and stop spinning between graph
+  // runs, so each token's barriers sleep and wake through futexes. That cost
+  // decode about a third of its speed on 2 cores (bench/RESULTS.md).
+  std::promise<void> warmed;
+  std::future<void> warmed_up = warmed.get_future();
+  worker_ = std::thread([this, &warmed] {
+    warm_up();
+    warmed.set_value();
+    run_worker();
+  });
+  warmed_up.wait();
   LlamaMemory memory = read_memory(model_, ctx_);
   const uint64_t gpu_free_after = gpu_free_bytes();
   if (gpu_free_before > gpu_free_after) memory.device_measured = gpu_free_before - gpu_free_after;
   {
     std::lock_guard lock(mutex_);
-    stopping_ = false;
     memory_ = memory;
   }
   loaded_ = true;
-  worker_ = std::thread([this] { run_worker(); });
   spdlog::info(
       "model '{}' loaded from {} ({} slots x {} tokens, {} threads): llama.cpp holds {:.2f} MiB "
       "(weights {:.2f}, KV cache {:.2f}, compute {:.2f})",
@@ -319,7 +328,19 @@ EngineStats LlamaEngine::stats() const {
 }
 
 // ---------------------------------------------------------------------------
-// The worker thread: the only code that touches ctx_.
+// The worker thread: the only code that runs ctx_'s computations.
+
+// One token through the whole model pages in the weights (they are
+// memory-mapped) and the compute buffers, so that the first request does not
+// pay for it and the cache measures what serving really holds.
+void LlamaEngine::warm_up() {
+  llama_token warm = llama_vocab_bos(llama_model_get_vocab(model_));
+  if (warm == LLAMA_TOKEN_NULL) warm = 0;
+  if (llama_decode(ctx_, llama_batch_get_one(&warm, 1)) != 0) {
+    spdlog::warn("model '{}': warm-up decode failed: {}", options_.id, take_llama_errors());
+  }
+  llama_memory_clear(llama_get_memory(ctx_), true);
+}
 
 void LlamaEngine::run_worker() {
   std::vector<Slot> slots(static_cast<size_t>(options_.parallel));

@@ -8,7 +8,8 @@
 //
 // Batching: the model has `parallel` slots, each a llama.cpp sequence with
 // its own share of the KV cache (`context` tokens). One worker thread owns
-// the llama_context; every step it gathers one token from each generating
+// the llama_context and runs all its computations, the load's warm-up
+// included (one OpenMP pool per model: see load()); every step it gathers one token from each generating
 // slot plus a chunk of any prompt still being read into a single
 // llama_decode call, so requests to one model are decoded together. Requests
 // beyond `parallel` wait in a FIFO until a slot frees.
@@ -99,6 +100,7 @@ class LlamaEngine : public Engine {
   struct Job;
   struct Slot;
 
+  void warm_up();
   void run_worker();
   void admit_jobs(std::vector<Slot>& slots);
   void decode_step(std::vector<Slot>& slots, llama_batch& batch);
