@@ -4,6 +4,8 @@
 # `parallel: 16, context: 512, threads: 2` against `llama-server -np 16 -c 8192
 # -t 2` (the same KV room per sequence), rounds alternating in one run.
 # Prints the table of bench/RESULTS.md ("Concurrency against llama-server").
+# llama-server's tokens are read from its own /metrics: see
+# concurrency_bench.py for why.
 #
 # Usage: bench/concurrency_vs_llama_server.sh [--rounds N] [--clients N] [--requests N]
 set -euo pipefail
@@ -31,10 +33,10 @@ models:
 YAML
 build/calm serve --config "$work/fleet.yaml" >"$work/calm.log" 2>&1 &
 "$prefix/bin/llama-server" -m "$model" --host 127.0.0.1 --port "$llama_port" -c 8192 -np 16 \
-  -t 2 -tb 2 --no-webui >"$work/llama-server.log" 2>&1 &
+  -t 2 -tb 2 --no-webui --metrics >"$work/llama-server.log" 2>&1 &
 for port in "$calm_port" "$llama_port"; do
   for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
 done
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 python3 bench/concurrency_bench.py --target "calm=http://127.0.0.1:$calm_port/bench" \
-  --target "llama-server=http://127.0.0.1:$llama_port/bench" "$@"
+  --target "llama-server=http://127.0.0.1:$llama_port/bench" --llama-metrics llama-server "$@"

@@ -105,13 +105,14 @@ class LlamaEngine : public Engine {
   void admit_jobs(std::vector<Slot>& slots);
   void decode_step(std::vector<Slot>& slots, llama_batch& batch);
   void sample_slot(Slot& slot, int batch_index);
+  int32_t greedy_token(const float* logits, int32_t n_vocab, bool ignore_eos) const;
   void finish_slot(Slot& slot, const std::string& reason);
   void fail_everything(const std::string& why, std::vector<Slot>& slots);
 
   const Options options_;
   llama_model* model_ = nullptr;     // owned; written only by load()/unload()
   llama_context* ctx_ = nullptr;     // owned; used only by the worker thread
-  std::vector<int32_t> eog_tokens_;  // written by load(), read by the worker
+  std::vector<int32_t> eog_tokens_;  // ascending; written by load(), read by the worker
   std::thread worker_;
 
   // submit() holds it shared while it reads model_; unload() exclusively.

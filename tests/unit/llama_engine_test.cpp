@@ -127,6 +127,25 @@ TEST(LlamaEngine, BatchedResultEqualsSoloResult) {
   other2->wait();
 }
 
+TEST(LlamaEngine, GreedyDecodingPicksWhatLlamaCppsTopOneSamplerPicks) {
+  // Temperature 0 takes calm's own argmax path; top_k 1 goes through
+  // llama.cpp's sampler chain (logit bias, top-k, temperature, draw), which
+  // can only draw the top token. Both ignore end-of-generation tokens here.
+  LlamaEngine engine(options(1));
+  engine.load();
+  for (const char* prompt : {"greedy one", "greedy two", "a third prompt"}) {
+    GenerationRequest greedy = chat(prompt, 24);
+    greedy.sampling.temperature = 0;
+    GenerationRequest top_one = greedy;
+    top_one.sampling.temperature = 1.0f;
+    top_one.sampling.top_k = 1;
+    const auto a = engine.submit(greedy)->wait();
+    const auto b = engine.submit(top_one)->wait();
+    EXPECT_EQ(a.completion_tokens, 24);
+    EXPECT_EQ(a.text, b.text) << prompt;
+  }
+}
+
 TEST(LlamaEngine, PromptLongerThanContextIsRejectedWithTokenCounts) {
   LlamaEngine engine(options(1, /*context=*/32));
   engine.load();

@@ -40,5 +40,27 @@ TEST(LogSoftmax, LargeLogitsDoNotOverflow) {
   EXPECT_NEAR(lp, -std::log(1 + std::exp(-1.0)), 1e-4);
 }
 
+TEST(ArgmaxLogit, PicksTheLargestLogitAnywhereInTheVocabulary) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.0f, 8.0f);
+  std::vector<float> logits(32000);
+  for (auto& l : logits) l = dist(rng);
+  for (size_t at : {0ul, 1ul, 15ul, 16ul, 12345ul, 31999ul}) {
+    std::vector<float> copy = logits;
+    copy[at] = 100.0f;
+    EXPECT_EQ(argmax_logit(copy.data(), copy.size()), at);
+  }
+}
+
+TEST(ArgmaxLogit, TiesGoToTheFirstTokenAsLlamaCppsGreedySamplerDoes) {
+  std::vector<float> logits(100, -1.0f);
+  logits[40] = 3.0f;
+  logits[7] = 3.0f;
+  logits[90] = 3.0f;
+  EXPECT_EQ(argmax_logit(logits.data(), logits.size()), 7u);
+  const float one = 0.5f;
+  EXPECT_EQ(argmax_logit(&one, 1), 0u);
+}
+
 }  // namespace
 }  // namespace calm
