@@ -37,19 +37,24 @@ nlohmann::json FleetReloader::reload() {
   if (!slot_ && config.router)
     spdlog::warn("reload: a router section was added; restart to turn routing on");
 
-  // The cache and the scheduler learn the new models before the registry
-  // lists them, so a request routed to a new model always finds its record
-  // and its queue; a removed model stays in both until its last request ends.
-  resident_.prepare(config);
-  scheduler_.update_models(scheduler_slots(config), /*keep_unlisted=*/true);
-  const Registry::ReloadReport report = registry_.apply(config);
-  resident_.apply(config, report);
-  scheduler_.update_models(scheduler_slots(config));
+  // The next fleet is built off to the side (new remotes checked), then the
+  // registry, the model cache and the scheduler change in one step, with no
+  // admission in between (registry.h). A removed model stays in the cache
+  // and the scheduler until its last request ends.
+  const Registry::Staged staged = registry_.stage(config);
+  const Registry::ReloadReport& report = staged.report;
+  const uint64_t version = registry_.publish(staged, [&] {
+    resident_.prepare(config);
+    scheduler_.update_models(scheduler_slots(config));
+    resident_.apply(config, report);
+  });
+  resident_.preload_new(report);  // loads: outside the step, they take time
   if (router) slot_->set(router);
-  spdlog::info("reloaded {}: {} added, {} replaced, {} updated, {} removed", path_,
-               report.added.size(), report.replaced.size(), report.updated.size(),
+  spdlog::info("reloaded {} (fleet version {}): {} added, {} replaced, {} updated, {} removed",
+               path_, version, report.added.size(), report.replaced.size(), report.updated.size(),
                report.removed.size());
   return {{"file", path_},
+          {"fleet_version", version},
           {"added", report.added},
           {"replaced", report.replaced},
           {"updated", report.updated},

@@ -1,12 +1,13 @@
 // Reloading the fleet file while serving (SIGHUP or POST /v1/calm/reload).
 //
 // The file is read and validated first; a broken file changes nothing and
-// its error is returned. Then the registry applies it (registry.h says how
-// requests in flight are kept) and, when routing is on, a new semantic
-// router replaces the old one with the same QoS windows; the model cache and
-// the scheduler learn the new model set. The server, cache and scheduler
-// sections (host, port, limits, budget, policies) and switching routing on or
-// off need a restart.
+// its error is returned. Then the registry stages the next fleet snapshot
+// and publishes it in one step together with the model cache's and the
+// scheduler's new model sets (registry.h says how requests in flight are
+// kept); new models marked preload load after that step. When routing is on,
+// a new semantic router replaces the old one with the same QoS windows. The server, cache and
+// scheduler sections (host, port, limits, budget, policies) and switching routing on or off need a
+// restart.
 #pragma once
 
 #include <memory>

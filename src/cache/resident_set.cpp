@@ -153,12 +153,16 @@ void ResidentSet::prepare(const FleetConfig& config) {
 
 void ResidentSet::apply(const FleetConfig& config, const Registry::ReloadReport& report) {
   cache_->update_models(specs_for(config), report.replaced);
+  std::lock_guard lock(mutex_);
+  options_ = config.cache;
+  preload_ = preload_ids(config);
+  local_ids_ = local_ids(config);
+}
+
+void ResidentSet::preload_new(const Registry::ReloadReport& report) {
   std::vector<std::string> fresh;
   {
     std::lock_guard lock(mutex_);
-    options_ = config.cache;
-    preload_ = preload_ids(config);
-    local_ids_ = local_ids(config);
     for (const auto& id : preload_) {
       const bool is_new =
           std::find(report.added.begin(), report.added.end(), id) != report.added.end() ||

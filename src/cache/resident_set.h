@@ -53,12 +53,15 @@ class ResidentSet {
   // Loads the models marked preload (blocks; failures are logged and kept as
   // the model's last error).
   void preload();
-  // Before Registry::apply: the new local models of `config` join the cache,
-  // unloaded, so that no request finds its model listed but not cached.
+  // A reload, inside Registry::publish's step (neither blocks on a load):
+  // prepare() adds the new local models of `config` to the cache, unloaded;
+  // apply() then starts replaced ones over and forgets removed ones (once
+  // their last lease ends).
   void prepare(const FleetConfig& config);
-  // After Registry::apply: new models join unloaded, replaced ones start over,
-  // removed ones are forgotten. Preloads new models marked preload.
   void apply(const FleetConfig& config, const Registry::ReloadReport& report);
+  // After the step: loads the added or replaced models marked preload (blocks;
+  // failures are logged).
+  void preload_new(const Registry::ReloadReport& report);
 
   // A request for `id` arrived: feeds the next-model predictor and, with
   // prefetch on, loads the predicted model in the background if it fits

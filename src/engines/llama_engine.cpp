@@ -483,9 +483,9 @@ void LlamaEngine::sample_slot(Slot& slot, int batch_index) {
   const SamplingParams& params = slot.job->request.sampling;
 
   const float* logits = llama_get_logits_ith(ctx_, batch_index);
-  const llama_token token =
-      slot.sampler ? llama_sampler_sample(slot.sampler.get(), ctx_, batch_index)
-                   : greedy_token(logits, n_vocab, params.ignore_eos);
+  const llama_token token = slot.sampler
+                                ? llama_sampler_sample(slot.sampler.get(), ctx_, batch_index)
+                                : greedy_token(logits, n_vocab, params.ignore_eos);
   if (!slot.generating) {
     slot.generating = true;
     slot.result.time_to_first_token_ms = ms_since(slot.job->submitted);
@@ -519,8 +519,7 @@ void LlamaEngine::sample_slot(Slot& slot, int batch_index) {
 // with 16 slots on a 32k vocabulary that was 2% of a decode step, spent on
 // this thread while the other llama.cpp threads wait. Same choice as
 // logit_bias(-inf on end-of-generation tokens when ignored) + greedy.
-llama_token LlamaEngine::greedy_token(const float* logits, int32_t n_vocab,
-                                      bool ignore_eos) const {
+llama_token LlamaEngine::greedy_token(const float* logits, int32_t n_vocab, bool ignore_eos) const {
   const auto n = static_cast<size_t>(n_vocab);
   const auto best = static_cast<llama_token>(argmax_logit(logits, n));
   if (!ignore_eos || !std::binary_search(eog_tokens_.begin(), eog_tokens_.end(), best)) {
@@ -528,7 +527,8 @@ llama_token LlamaEngine::greedy_token(const float* logits, int32_t n_vocab,
   }
   std::vector<float> masked(logits, logits + n);
   // lowest(), not -INFINITY: argmax_logit is built with -ffast-math.
-  for (llama_token t : eog_tokens_) masked[static_cast<size_t>(t)] = std::numeric_limits<float>::lowest();
+  for (llama_token t : eog_tokens_)
+    masked[static_cast<size_t>(t)] = std::numeric_limits<float>::lowest();
   return static_cast<llama_token>(argmax_logit(masked.data(), n));
 }
 

@@ -9,10 +9,10 @@
 // Batching: the model has `parallel` slots, each a llama.cpp sequence with
 // its own share of the KV cache (`context` tokens). One worker thread owns
 // the llama_context and runs all its computations, the load's warm-up
-// included (one OpenMP pool per model: see load()); every step it gathers one token from each generating
-// slot plus a chunk of any prompt still being read into a single
-// llama_decode call, so requests to one model are decoded together. Requests
-// beyond `parallel` wait in a FIFO until a slot frees.
+// included (one OpenMP pool per model: see load()); every step it gathers one token from each
+// generating slot plus a chunk of any prompt still being read into a single llama_decode call, so
+// requests to one model are decoded together. Requests beyond `parallel` wait in a FIFO until a
+// slot frees.
 //
 // Prompt caching: a slot keeps its sequence's KV cache after a request ends.
 // A new request goes to the free slot whose cache shares the longest prefix

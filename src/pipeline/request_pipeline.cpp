@@ -119,6 +119,8 @@ std::shared_ptr<RequestPipeline::Call> RequestPipeline::submit(PipelineRequest r
 void RequestPipeline::admit(const std::shared_ptr<Call::State>& call) {
   const PipelineRequest& request = call->request;
   try {
+    const auto fleet = registry_.hold_fleet();  // no reload lands until it is queued
+    const uint64_t fleet_version = registry_.snapshot()->version;
     const auto semantic = semantic_ ? semantic_->get() : nullptr;
     if (semantic && request.model == semantic->settings().auto_model) {
       require_query_text(request.generation);
@@ -132,7 +134,7 @@ void RequestPipeline::admit(const std::shared_ptr<Call::State>& call) {
     const Registry::EntryPtr entry = decision->entry;
     const std::string& id = entry->config.id;
     const bool local = entry->config.is_local();
-    if (!local && !registry_.ensure_ready(*entry)) {
+    if (!local && !registry_.ensure_ready(entry)) {
       const std::string why = entry->load_error();
       throw unavailable("the model '" + id + "' is unavailable" + (why.empty() ? "" : ": " + why));
     }
@@ -143,6 +145,7 @@ void RequestPipeline::admit(const std::shared_ptr<Call::State>& call) {
       call->start.model = id;
       call->start.route_reason = decision->reason;
       call->start.local = local;
+      call->start.fleet_version = fleet_version;
     }
     if (local) resident_.note_request(id);
     std::shared_ptr<Scheduler::Admission> admission;
@@ -166,7 +169,9 @@ void RequestPipeline::admit(const std::shared_ptr<Call::State>& call) {
     } catch (const CacheError& e) {
       throw unavailable(e.what());
     } catch (const std::out_of_range&) {
-      // Routed to a model that a reload removed in the meantime.
+      // The registry and the scheduler disagree about the fleet: cannot
+      // happen while it is held (a reload publishes both in one step), but
+      // it would be a clear 503 rather than a 500.
       throw unavailable("the model '" + id + "' was removed from the fleet by a reload");
     }
     bool withdraw = false;

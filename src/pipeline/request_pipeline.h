@@ -17,8 +17,12 @@
 //   taken the request), delta (streamed requests only), then exactly one of
 //   finished or failed. failed may come without started (refused, timed out,
 //   cancelled in the queue) and may come before submit() returns.
-// - A request keeps what it was routed to (the registry entry, so the engine)
-//   until it ends: a reload never changes a request in flight.
+// - Routing and queueing happen while the registry holds the fleet still
+//   (Registry::hold_fleet), so a request is admitted against one fleet
+//   snapshot, whose version it reports. It keeps the entry it was routed to
+//   (so the engine) until it ends: a reload never changes a request in
+//   flight. One exception: a queued request for a local model that a reload
+//   replaced runs on the replacement (the cache loads only the current one).
 // - Local and remote models go through the same admission: the queue limit,
 //   each model's max_in_flight and the queue timeout.
 // - drain() refuses new requests with 503 and waits (bounded) for the ones in
@@ -44,11 +48,11 @@
 #include "mapek/mape_loop.h"
 #include "meters/energy_attributor.h"
 #include "pipeline/api_error.h"
-#include "pipeline/delay_queue.h"
 #include "registry/registry.h"
 #include "router/router.h"
 #include "router/semantic_router.h"
 #include "scheduler/scheduler.h"
+#include "util/delay_queue.h"
 
 namespace calm {
 
@@ -63,9 +67,10 @@ struct PipelineRequest {
 // What the transport needs to write the response's head.
 struct PipelineStart {
   std::string response_id;
-  std::string model;         // the model that answers
-  std::string route_reason;  // why (one line)
-  bool local = false;        // went through the model cache (cache_hit, queue_ms mean something)
+  std::string model;           // the model that answers
+  std::string route_reason;    // why (one line)
+  bool local = false;          // went through the model cache (cache_hit, queue_ms mean something)
+  uint64_t fleet_version = 0;  // the fleet snapshot it was admitted with (registry.h)
   bool cache_hit = false;
   double queue_ms = 0;    // arrival until started, including a load
   long long created = 0;  // unix seconds

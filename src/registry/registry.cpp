@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "engines/llama_engine.h"
 #include "engines/remote_engine.h"
@@ -67,17 +68,29 @@ bool same_engine(const ModelConfig& a, const ModelConfig& b) {
          a.ca_file == b.ca_file && a.tls_verify == b.tls_verify;
 }
 
+Registry::EntryPtr Registry::Snapshot::find(std::string_view id) const {
+  for (const auto& entry : entries) {
+    if (entry->config.id == id) return entry;
+  }
+  return nullptr;
+}
+
 Registry::Registry(const FleetConfig& config) {
-  for (const auto& model : config.models) entries_.push_back(make_entry(model, make_engine(model)));
+  auto first = std::make_shared<Snapshot>();
+  first->version = 1;
+  for (const auto& model : config.models)
+    first->entries.push_back(make_entry(model, make_engine(model)));
+  snapshot_ = std::move(first);
 }
 
 Registry::~Registry() {
+  rechecks_.stop();
   unload_all();
 }
 
 namespace {
 
-// Loads one entry's engine and records the outcome. Caller holds entry's mutex.
+// Loads one entry's engine and records the outcome in load_error.
 void try_load(Engine& engine, std::string& load_error) {
   try {
     engine.load();
@@ -99,40 +112,52 @@ void Registry::load_all() {
   }
 }
 
-bool Registry::ensure_ready(Entry& entry) {
-  if (entry.ready()) return true;
-  if (entry.config.is_local()) return false;
-  std::lock_guard lock(entry.mutex_);
-  const auto now = std::chrono::steady_clock::now();
-  if (entry.ready() || now - entry.last_try_ < retry_interval) return entry.ready();
-  entry.last_try_ = now;
-  try_load(*entry.engine, entry.load_error_);
-  return entry.ready();
+bool Registry::ensure_ready(const EntryPtr& entry) {
+  if (entry->ready()) return true;
+  if (entry->config.is_local()) return false;
+  {
+    std::lock_guard lock(entry->mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    if (entry->checking_ || now - entry->last_try_ < retry_interval) return entry->ready();
+    entry->checking_ = true;
+    entry->last_try_ = now;
+  }
+  // Asked on the registry's thread: a backend that is down can take up to
+  // its connect timeout to say so, and the caller is a transport's thread.
+  // The entry's lock is not held while it asks: load_error() stays quick.
+  rechecks_.after(std::chrono::milliseconds(0), [entry] {
+    std::string error;
+    try_load(*entry->engine, error);
+    std::lock_guard lock(entry->mutex_);
+    entry->load_error_ = error;
+    entry->checking_ = false;
+  });
+  return false;
 }
 
 void Registry::unload_all() {
   for (auto& entry : entries()) entry->engine->unload();
 }
 
-Registry::ReloadReport Registry::apply(const FleetConfig& config) {
-  ReloadReport report;
-  const std::vector<EntryPtr> current = entries();
-  std::vector<EntryPtr> next;
+Registry::Staged Registry::stage(const FleetConfig& config) {
+  Staged staged;
+  ReloadReport& report = staged.report;
+  const SnapshotPtr current = snapshot();
+  auto next = std::make_shared<Snapshot>();
+  next->version = current->version + 1;
   for (const auto& model : config.models) {
-    const auto old = std::find_if(current.begin(), current.end(),
-                                  [&](const EntryPtr& e) { return e->config.id == model.id; });
-    if (old != current.end() && same_engine((*old)->config, model)) {
-      EntryPtr entry = make_entry(model, (*old)->engine);
+    const EntryPtr old = current->find(model.id);
+    if (old && same_engine(old->config, model)) {
+      EntryPtr entry = make_entry(model, old->engine);
       {
-        std::lock_guard lock((*old)->mutex_);
-        entry->load_error_ = (*old)->load_error_;
-        entry->last_try_ = (*old)->last_try_;
+        std::lock_guard lock(old->mutex_);
+        entry->load_error_ = old->load_error_;
+        entry->last_try_ = old->last_try_;
       }
-      const bool changed = (*old)->config.description != model.description ||
-                           (*old)->config.examples != model.examples ||
-                           (*old)->config.tags != model.tags;
+      const bool changed = old->config.description != model.description ||
+                           old->config.examples != model.examples || old->config.tags != model.tags;
       (changed ? report.updated : report.unchanged).push_back(model.id);
-      next.push_back(std::move(entry));
+      next->entries.push_back(std::move(entry));
       continue;
     }
     // A remote is checked before it is listed (the old engine, if any, serves
@@ -140,26 +165,48 @@ Registry::ReloadReport Registry::apply(const FleetConfig& config) {
     EntryPtr entry = make_entry(model, make_engine(model));
     entry->last_try_ = std::chrono::steady_clock::now();
     if (!model.is_local()) try_load(*entry->engine, entry->load_error_);
-    (old == current.end() ? report.added : report.replaced).push_back(model.id);
-    next.push_back(std::move(entry));
+    (old ? report.replaced : report.added).push_back(model.id);
+    next->entries.push_back(std::move(entry));
   }
-  for (const auto& e : current) {
-    const bool kept = std::any_of(next.begin(), next.end(),
-                                  [&](const EntryPtr& n) { return n->config.id == e->config.id; });
-    if (!kept) report.removed.push_back(e->config.id);
+  for (const auto& e : current->entries) {
+    if (!next->find(e->config.id)) report.removed.push_back(e->config.id);
   }
-  std::unique_lock lock(mutex_);
-  entries_ = std::move(next);
-  // Entries dropped here unload their engines when their last request ends.
-  return report;
+  staged.next = std::move(next);
+  return staged;
+}
+
+uint64_t Registry::publish(const Staged& staged, const std::function<void()>& alongside) {
+  SnapshotPtr old;
+  {
+    std::unique_lock change(fleet_change_);  // waits for admissions in progress
+    {
+      std::lock_guard lock(mutex_);
+      old = std::exchange(snapshot_, staged.next);
+    }
+    if (alongside) alongside();
+  }
+  // Entries dropped with `old` unload their engines when their last request
+  // ends (a request holds its entry).
+  return staged.next->version;
+}
+
+Registry::ReloadReport Registry::apply(const FleetConfig& config) {
+  Staged staged = stage(config);
+  publish(staged);
+  return staged.report;
+}
+
+std::shared_lock<std::shared_mutex> Registry::hold_fleet() const {
+  return std::shared_lock(fleet_change_);
+}
+
+Registry::SnapshotPtr Registry::snapshot() const {
+  std::lock_guard lock(mutex_);
+  return snapshot_;
 }
 
 Registry::EntryPtr Registry::find(std::string_view id) const {
-  std::shared_lock lock(mutex_);
-  for (const auto& entry : entries_) {
-    if (entry->config.id == id) return entry;
-  }
-  return nullptr;
+  return snapshot()->find(id);
 }
 
 bool Registry::is_ready(std::string_view id) const {
@@ -168,8 +215,7 @@ bool Registry::is_ready(std::string_view id) const {
 }
 
 std::vector<Registry::EntryPtr> Registry::entries() const {
-  std::shared_lock lock(mutex_);
-  return entries_;
+  return snapshot()->entries;
 }
 
 }  // namespace calm

@@ -51,7 +51,7 @@ void Scheduler::stop() {
   for (auto& waiter : failed) waiter->on_fail(error);
 }
 
-void Scheduler::update_models(std::vector<ModelSlots> models, bool keep_unlisted) {
+void Scheduler::update_models(std::vector<ModelSlots> models) {
   {
     std::lock_guard lock(mutex_);
     std::map<std::string, bool> listed;
@@ -65,7 +65,7 @@ void Scheduler::update_models(std::vector<ModelSlots> models, bool keep_unlisted
     // A model that is gone but still has requests keeps its record until they end.
     for (auto it = models_.begin(); it != models_.end();) {
       Model& m = it->second;
-      if (!keep_unlisted && !listed.contains(it->first)) m.listed = false;
+      if (!listed.contains(it->first)) m.listed = false;
       it = !m.listed && m.running == 0 && m.queued == 0 ? models_.erase(it) : std::next(it);
     }
   }

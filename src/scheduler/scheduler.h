@@ -96,11 +96,11 @@ class Scheduler {
   Scheduler(Options options, ModelCache& cache, std::vector<ModelSlots> models);
   ~Scheduler();  // stop(), then removes the cache's change callback
 
-  // Replaces the model set (a fleet reload). Requests already admitted keep
-  // their place; a model no longer listed can no longer be submitted. With
-  // keep_unlisted, models missing from `models` stay listed (a reload adds
-  // the new models first, then removes the old ones). Thread-safe.
-  void update_models(std::vector<ModelSlots> models, bool keep_unlisted = false);
+  // Replaces the model set (a fleet reload, inside Registry::publish's step).
+  // Requests already admitted keep their place; a model no longer listed can
+  // no longer be submitted, and its record goes once its requests end.
+  // Thread-safe.
+  void update_models(std::vector<ModelSlots> models);
 
   // One started request. Its destructor ends it: the slot frees and the next
   // request is picked. Not thread-safe itself: one owner.

@@ -289,7 +289,8 @@ std::string HttpServer::model_status(const Registry::Entry& entry) const {
 
 nlohmann::json HttpServer::state_json() const {
   json models = json::object();
-  for (const auto& entry : registry_.entries()) {
+  const Registry::SnapshotPtr fleet = registry_.snapshot();
+  for (const auto& entry : fleet->entries) {
     const EngineStats s = entry->engine->stats();
     models[entry->config.id] = {{"ready", entry->ready()},    {"slots_total", s.slots_total},
                                 {"slots_busy", s.slots_busy}, {"queued", s.queued},
@@ -326,7 +327,8 @@ nlohmann::json HttpServer::state_json() const {
                     {"queued", m.queued},
                     {"expected_service_ms", m.expected_service_ms}};
   }
-  return {{"models", models},
+  return {{"fleet_version", fleet->version},
+          {"models", models},
           {"cache",
            {{"budget_bytes", cache.budget_bytes},
             {"used_bytes", cache.used_bytes},

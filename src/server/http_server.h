@@ -33,7 +33,6 @@
 #include "cache/resident_set.h"
 #include "config/fleet_config.h"
 #include "mapek/mape_loop.h"
-#include "pipeline/delay_queue.h"
 #include "pipeline/request_pipeline.h"
 #include "registry/registry.h"
 #include "router/router.h"
@@ -42,6 +41,7 @@
 #include "server/http_transport.h"
 #include "server/openai_sink.h"
 #include "server/server_metrics.h"
+#include "util/delay_queue.h"
 
 namespace calm {
 

@@ -34,7 +34,9 @@ json OpenAiSink::content_chunk(const std::string& text, const std::string& finis
 void OpenAiSink::started(const PipelineStart& start) {
   started_ = true;
   meta_ = ResponseMeta{start.response_id, start.model, start.created};
-  headers_ = {{"x-calm-model", start.model}, {"x-calm-route", start.route_reason}};
+  headers_ = {{"x-calm-model", start.model},
+              {"x-calm-route", start.route_reason},
+              {"x-calm-fleet-version", std::to_string(start.fleet_version)}};
   if (start.local) {
     headers_.emplace_back("x-calm-cache", start.cache_hit ? "hit" : "miss");
     headers_.emplace_back("x-calm-queue-ms",

@@ -146,18 +146,26 @@ TEST(Loop, FeedbackIsRecordedForAKnownAnswerAndRefusedOtherwise) {
                      {"messages", {{{"role", "user"}, {"content", "hello"}}}},
                      {"max_tokens", 2}};
   const auto res = server.client().Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res) << server.log();
   ASSERT_EQ(res->status, 200);
   const std::string id = json::parse(res->body)["id"];
   auto post = [&](const json& b) {
     return server.client().Post("/v1/feedback", b.dump(), "application/json");
   };
-  EXPECT_EQ(post({{"response_id", id}, {"score", 5}})->status, 200);
-  EXPECT_EQ(post({{"response_id", "chatcmpl-unknown"}, {"score", 3}})->status, 404);
+  auto status = [&](const json& b) {  // 0: no answer at all
+    const auto r = post(b);
+    return r ? r->status : 0;
+  };
+  EXPECT_EQ(status({{"response_id", id}, {"score", 5}}), 200);
+  EXPECT_EQ(status({{"response_id", "chatcmpl-unknown"}, {"score", 3}}), 404);
   const auto bad = post({{"response_id", id}, {"score", 9}});
+  ASSERT_TRUE(bad);
   EXPECT_EQ(bad->status, 400);
   EXPECT_EQ(json::parse(bad->body)["error"]["param"], "score");
-  EXPECT_EQ(post({{"score", 3}})->status, 400);
-  EXPECT_EQ(server.client().Post("/v1/feedback", "{not json", "application/json")->status, 400);
+  EXPECT_EQ(status({{"score", 3}}), 400);
+  const auto not_json = server.client().Post("/v1/feedback", "{not json", "application/json");
+  ASSERT_TRUE(not_json);
+  EXPECT_EQ(not_json->status, 400);
 }
 
 TEST(Loop, MetricsPassThePrometheusFormatCheck) {

@@ -67,6 +67,29 @@ TEST(Reload, AddsAndRemovesModelsWithoutDroppingARequestInFlight) {
             200);
 }
 
+TEST(Reload, EachAnswerNamesTheFleetVersionItWasAdmittedWith) {
+  CalmServer server("models:\n" + model_yaml("a", "first"));
+  const json body = {{"model", "a"}, {"prompt", "x"}, {"max_tokens", 1}};
+  auto res = server.client().Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(res->get_header_value("x-calm-fleet-version"), "1");
+  EXPECT_EQ(json::parse(server.client().Get("/v1/calm/state")->body)["fleet_version"], 1);
+
+  rewrite(server, "models:\n" + model_yaml("a", "first, described anew"));
+  res = server.client().Post("/v1/calm/reload", "", "application/json");
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(json::parse(res->body)["fleet_version"], 2);
+  res = server.client().Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(res->get_header_value("x-calm-fleet-version"), "2");
+  EXPECT_EQ(json::parse(server.client().Get("/v1/calm/state")->body)["fleet_version"], 2);
+
+  // A broken file publishes nothing.
+  rewrite(server, "models: [\n");
+  EXPECT_EQ(server.client().Post("/v1/calm/reload", "", "application/json")->status, 400);
+  EXPECT_EQ(json::parse(server.client().Get("/v1/calm/state")->body)["fleet_version"], 2);
+}
+
 TEST(Reload, BrokenFleetFileChangesNothing) {
   CalmServer server("models:\n" + model_yaml("a", "first"));
   rewrite(server, "models:\n  - id: a\n   gguf: [\n");

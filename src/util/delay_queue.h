@@ -1,10 +1,12 @@
 // DelayQueue: runs a function once its time has come, on one thread that
 // sleeps until the earliest deadline (no polling). The pipeline uses it for
 // models[].inject_delay_ms, so a deliberately slow model holds no thread
-// while it waits.
+// while it waits; the registry uses it to ask a down remote backend again
+// off the transport's threads.
 //
-// Thread-safe. The destructor runs nothing more and joins the thread; what
-// was still waiting is dropped (its function destroyed, not called).
+// Thread-safe. stop() (and the destructor) runs nothing more and joins the
+// thread; what was still waiting is dropped (its function destroyed, not
+// called), and later after() calls are dropped too.
 #pragma once
 
 #include <chrono>
@@ -21,14 +23,7 @@ class DelayQueue {
   using Clock = std::chrono::steady_clock;
 
   DelayQueue() : thread_([this] { run(); }) {}
-  ~DelayQueue() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
+  ~DelayQueue() { stop(); }
   DelayQueue(const DelayQueue&) = delete;
   DelayQueue& operator=(const DelayQueue&) = delete;
 
@@ -36,9 +31,23 @@ class DelayQueue {
   void after(std::chrono::milliseconds delay, std::function<void()> fn) {
     {
       std::lock_guard lock(mutex_);
+      if (stopping_) return;  // fn is destroyed here, on the caller's thread
       due_.emplace(Clock::now() + delay, std::move(fn));
     }
     wake_.notify_all();
+  }
+
+  // Idempotent; must not be called from a function the queue runs.
+  void stop() {
+    std::multimap<Clock::time_point, std::function<void()>> dropped;
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    std::lock_guard lock(mutex_);
+    dropped.swap(due_);  // destroyed after the lock is let go
   }
 
  private:
