@@ -41,12 +41,14 @@ nlohmann::json FleetReloader::reload() {
   // registry, the model cache and the scheduler change in one step, with no
   // admission in between (registry.h). A removed model stays in the cache
   // and the scheduler until its last request ends.
+  // A model that can never fit is refused here, before anything changes.
+  const ResidentSet::Plan cache_plan = resident_.plan(config);
   const Registry::Staged staged = registry_.stage(config);
   const Registry::ReloadReport& report = staged.report;
   const uint64_t version = registry_.publish(staged, [&] {
-    resident_.prepare(config);
+    resident_.prepare(cache_plan);
     scheduler_.update_models(scheduler_slots(config));
-    resident_.apply(config, report);
+    resident_.apply(cache_plan, report);
   });
   resident_.preload_new(report);  // loads: outside the step, they take time
   if (router) slot_->set(router);

@@ -57,21 +57,25 @@ void ModelCache::add_models(std::vector<ModelSpec> models) {
     }
   }
   for (auto& spec : models) {
-    const bool known = std::any_of(all.begin(), all.end(),
-                                   [&](const ModelSpec& s) { return s.id == spec.id; });
+    const bool known =
+        std::any_of(all.begin(), all.end(), [&](const ModelSpec& s) { return s.id == spec.id; });
     if (!known) all.push_back(std::move(spec));
   }
   update_models(std::move(all), {});
 }
 
-void ModelCache::update_models(std::vector<ModelSpec> models,
-                               const std::vector<std::string>& reset) {
+void ModelCache::check_fits(const std::vector<ModelSpec>& models) const {
   for (const auto& spec : models) {
     if (options_.budget_bytes > 0 && spec.estimated_bytes > options_.budget_bytes) {
       throw CacheError("model '" + spec.id + "' needs about " + mib(spec.estimated_bytes) +
                        ", more than the whole budget of " + mib(options_.budget_bytes));
     }
   }
+}
+
+void ModelCache::update_models(std::vector<ModelSpec> models,
+                               const std::vector<std::string>& reset) {
+  check_fits(models);
   {
     // In place, never rebuilt: a thread in the middle of a swap holds a
     // reference to its model's record.

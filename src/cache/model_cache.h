@@ -169,15 +169,21 @@ class ModelCache {
   // CacheError: unknown model, load failure, or no room within wait_limit.
   Lease acquire(const std::string& id, std::chrono::milliseconds wait_limit);
 
-  // Makes the model set what `models` says, for a fleet reload. New ids are
-  // added unloaded. Ids in `reset` (their engine was replaced) start again as
+  // A fleet reload calls these three, check_fits() before it changes
+  // anything and the other two inside Registry::publish's step. Thread-safe.
+  //
+  // check_fits: throws CacheError when one of `models` needs more than the
+  // whole budget.
+  void check_fits(const std::vector<ModelSpec>& models) const;
+  // add_models: adds the ids of `models` it does not know yet, unloaded;
+  // leaves every other model as it is.
+  void add_models(std::vector<ModelSpec> models);
+  // update_models: makes the model set what `models` says. New ids are added
+  // unloaded. Ids in `reset` (their engine was replaced) start again as
   // unloaded with the new estimate; the old engine's memory is freed by its
   // owner when its last request ends and is not charged meanwhile. Ids no
-  // longer listed are forgotten (the owner unloads their engines).
-  // Adds the ids of `models` it does not know yet, unloaded; leaves every
-  // other model as it is. A reload calls it before the registry lists new
-  // models, so a request routed to one finds it here. Thread-safe.
-  void add_models(std::vector<ModelSpec> models);
+  // longer listed are forgotten (the owner unloads their engines). Throws
+  // what check_fits() throws, and then changes nothing.
   void update_models(std::vector<ModelSpec> models, const std::vector<std::string>& reset);
 
   struct ModelStats {
@@ -239,7 +245,7 @@ class ModelCache {
   const Unloader unloader_;
   std::mutex on_change_mutex_;
   std::function<void()> on_change_;  // guarded by on_change_mutex_
-  std::mutex load_mutex_;  // one load at a time (run_swap); taken before mutex_
+  std::mutex load_mutex_;            // one load at a time (run_swap); taken before mutex_
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   uint64_t change_count_ = 0;               // guarded by mutex_

@@ -147,16 +147,26 @@ void ResidentSet::preload() {
   }
 }
 
-void ResidentSet::prepare(const FleetConfig& config) {
-  cache_->add_models(specs_for(config));
+ResidentSet::Plan ResidentSet::plan(const FleetConfig& config) const {
+  Plan plan{specs_for(config), config.cache, preload_ids(config), local_ids(config)};
+  try {
+    cache_->check_fits(plan.specs);
+  } catch (const CacheError& e) {
+    throw ConfigError(config.source + ": cache.budget: " + e.what());
+  }
+  return plan;
 }
 
-void ResidentSet::apply(const FleetConfig& config, const Registry::ReloadReport& report) {
-  cache_->update_models(specs_for(config), report.replaced);
+void ResidentSet::prepare(const Plan& plan) {
+  cache_->add_models(plan.specs);
+}
+
+void ResidentSet::apply(const Plan& plan, const Registry::ReloadReport& report) {
+  cache_->update_models(plan.specs, report.replaced);
   std::lock_guard lock(mutex_);
-  options_ = config.cache;
-  preload_ = preload_ids(config);
-  local_ids_ = local_ids(config);
+  options_ = plan.options;
+  preload_ = plan.preload;
+  local_ids_ = plan.local_ids;
 }
 
 void ResidentSet::preload_new(const Registry::ReloadReport& report) {

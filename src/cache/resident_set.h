@@ -53,14 +53,21 @@ class ResidentSet {
   // Loads the models marked preload (blocks; failures are logged and kept as
   // the model's last error).
   void preload();
-  // A reload, inside Registry::publish's step (neither blocks on a load):
-  // prepare() adds the new local models of `config` to the cache, unloaded;
-  // apply() then starts replaced ones over and forgets removed ones (once
-  // their last lease ends).
-  void prepare(const FleetConfig& config);
-  void apply(const FleetConfig& config, const Registry::ReloadReport& report);
-  // After the step: loads the added or replaced models marked preload (blocks;
-  // failures are logged).
+  // A reload. plan() comes first, before anything changes: it reads each
+  // local model's GGUF for its estimate, and throws ConfigError (naming
+  // cache.budget) when one can never fit. Then, inside Registry::publish's
+  // step (neither blocks): prepare() adds the new local models to the cache,
+  // unloaded; apply() starts replaced ones over and forgets removed ones
+  // (once their last lease ends). After the step, preload_new() loads the
+  // added or replaced models marked preload (blocks; failures are logged).
+  struct Plan {
+    std::vector<ModelCache::ModelSpec> specs;
+    CacheConfig options;
+    std::vector<std::string> preload, local_ids;
+  };
+  Plan plan(const FleetConfig& config) const;
+  void prepare(const Plan& plan);
+  void apply(const Plan& plan, const Registry::ReloadReport& report);
   void preload_new(const Registry::ReloadReport& report);
 
   // A request for `id` arrived: feeds the next-model predictor and, with

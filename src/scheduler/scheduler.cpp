@@ -162,32 +162,33 @@ std::vector<Scheduler::Start> Scheduler::dispatch_locked() {
       start.ticket->queue_ms_ = ms_between(request.arrival, now);
       if (lease) start.ticket->lease_ = std::move(*lease);
       counters_.longest_queue_ms = std::max(counters_.longest_queue_ms, start.ticket->queue_ms_);
+      if (waiter->local && !start.ticket->lease_.was_hit()) {
+        // The model must be loaded (or its load joined) first: that blocks,
+        // so the loader thread waits it out. Queued here, under the lock, in
+        // the order the leases were reserved: a lease that joins a load must
+        // never reach the loader before the lease that runs that load, or the
+        // loader would wait for a load only it can run.
+        loads_.push_back(std::move(start));
+        wake_.notify_all();
+        continue;
+      }
     }
     starts.push_back(std::move(start));
   }
   return starts;
 }
 
+// Starts that need no load (hits, remote models) and failures; the ones
+// that need a load went to the loader in dispatch_locked().
 void Scheduler::deliver(std::vector<Start> starts) {
-  bool to_loader = false;
   for (auto& start : starts) {
     if (start.error) {
       start.waiter->on_fail(start.error);
       continue;
     }
-    Ticket& ticket = *start.ticket;
-    if (ticket.local_ && !ticket.lease_.was_hit()) {
-      // The model must be loaded (or its load joined) first: that blocks, so
-      // the loader thread waits it out.
-      std::lock_guard lock(mutex_);
-      loads_.push_back(std::move(start));
-      to_loader = true;
-      continue;
-    }
-    ticket.running_since_ = SchedClock::now();
+    start.ticket->running_since_ = SchedClock::now();
     start.waiter->on_start(std::move(start.ticket));
   }
-  if (to_loader) wake_.notify_all();
 }
 
 void Scheduler::loader_thread() {

@@ -215,7 +215,7 @@ class Scheduler {
     double service_sum = 0;
   };
 
-  std::vector<Start> dispatch_locked();
+  std::vector<Start> dispatch_locked();  // queues the starts that need a load for the loader
   void deliver(std::vector<Start> starts);
   ModelAvailability availability_locked(const std::string& model) const;
   double expected_service_locked(const Model& m) const;

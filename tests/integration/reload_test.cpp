@@ -90,6 +90,25 @@ TEST(Reload, EachAnswerNamesTheFleetVersionItWasAdmittedWith) {
   EXPECT_EQ(json::parse(server.client().Get("/v1/calm/state")->body)["fleet_version"], 2);
 }
 
+TEST(Reload, AModelThatCanNeverFitIsRefusedBeforeAnythingChanges) {
+  // tiny-plain fits 8 MiB; cache-a (20 MiB of weights) never can.
+  const std::string head = "cache:\n  budget: 8MiB\nmodels:\n";
+  CalmServer server(head + model_yaml("a", "first"));
+  rewrite(server, head + model_yaml("a", "first, described anew") + "  - id: huge\n    gguf: " +
+                      testing::test_model("cache-a.gguf") + "\n    context: 256\n    threads: 1\n");
+  const auto res = server.client().Post("/v1/calm/reload", "", "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 400) << res->body;
+  const std::string message = json::parse(res->body)["error"]["message"];
+  EXPECT_NE(message.find("cache.budget"), std::string::npos) << message;
+  EXPECT_NE(message.find("'huge'"), std::string::npos) << message;
+  const json state = json::parse(server.client().Get("/v1/calm/state")->body);
+  EXPECT_EQ(state["fleet_version"], 1) << state.dump();
+  EXPECT_FALSE(state["cache"]["models"].contains("huge")) << state.dump();
+  EXPECT_FALSE(state["scheduler"]["models"].contains("huge")) << state.dump();
+  EXPECT_EQ(model_ids(server), std::vector<std::string>{"a"});
+}
+
 TEST(Reload, BrokenFleetFileChangesNothing) {
   CalmServer server("models:\n" + model_yaml("a", "first"));
   rewrite(server, "models:\n  - id: a\n   gguf: [\n");
