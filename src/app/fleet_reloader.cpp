@@ -37,11 +37,11 @@ nlohmann::json FleetReloader::reload() {
   if (!slot_ && config.router)
     spdlog::warn("reload: a router section was added; restart to turn routing on");
 
-  // The next fleet is built off to the side (new remotes checked), then the
-  // registry, the model cache and the scheduler change in one step, with no
-  // admission in between (registry.h). A removed model stays in the cache
-  // and the scheduler until its last request ends.
-  // A model that can never fit is refused here, before anything changes.
+  // First what can fail: the cache's estimates (a model that can never fit
+  // is refused here) and the next fleet, built off to the side (new remotes
+  // checked). Then the registry, the model cache and the scheduler change in
+  // one step, with no admission in between (registry.h). A removed model
+  // stays in the cache and the scheduler until its last request ends.
   const ResidentSet::Plan cache_plan = resident_.plan(config);
   const Registry::Staged staged = registry_.stage(config);
   const Registry::ReloadReport& report = staged.report;
