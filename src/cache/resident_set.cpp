@@ -91,6 +91,15 @@ void ResidentSet::stop() {
 ModelCache::LoadResult ResidentSet::load_measured(const std::string& id) {
   const Registry::EntryPtr entry = registry_.find(id);
   if (!entry) throw std::runtime_error("no longer in the fleet");
+  if (entry->config.inject_load_delay_ms > 0) {
+    // Fault injection (models[].inject_load_delay_ms): a slow load, on
+    // purpose, that stop() cuts short so that a shutdown never waits it out.
+    std::unique_lock lock(mutex_);
+    if (wake_.wait_for(lock, std::chrono::milliseconds(entry->config.inject_load_delay_ms),
+                       [&] { return stopping_; })) {
+      throw std::runtime_error("the server is stopping");
+    }
+  }
   std::lock_guard lock(memory_mutex_);
   const uint64_t before = process_rss_bytes();
   entry->engine->load();  // throws EngineError with llama.cpp's reason

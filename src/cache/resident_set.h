@@ -45,7 +45,8 @@ class ResidentSet {
   ModelCache& cache() { return *cache_; }
 
   // Stops the background thread (prefetch, idle unloading) and joins it; no
-  // load or unload starts from it afterwards. Idempotent. The serving
+  // load or unload starts from it afterwards, and a load waiting out its
+  // inject_load_delay_ms fails at once. Idempotent. The serving
   // shutdown calls it before the scheduler stops, so the cache's change
   // callback is never called from here into a scheduler that is going away.
   void stop();
@@ -107,7 +108,7 @@ class ResidentSet {
   NextModelPredictor predictor_;        // guarded by mutex_
   std::deque<std::string> prefetches_;  // guarded by mutex_
   bool stopping_ = false;               // guarded by mutex_
-  std::condition_variable wake_;
+  std::condition_variable wake_;        // with mutex_: stopping_, prefetches_
   std::thread worker_;
 };
 

@@ -232,6 +232,8 @@ ModelConfig parse_model(const YAML::Node& node, const std::string& source, size_
       static_cast<int>(fields.integer("max_in_flight", model.max_in_flight, 0, 1 << 20));
   model.inject_delay_ms =
       static_cast<int>(fields.integer("inject_delay_ms", model.inject_delay_ms, 0, 600000));
+  model.inject_load_delay_ms = static_cast<int>(
+      fields.integer("inject_load_delay_ms", model.inject_load_delay_ms, 0, 600000));
   fields.reject_unknown();
   return model;
 }

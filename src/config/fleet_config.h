@@ -1,10 +1,12 @@
 // The fleet file: which models calm serves and how the server listens.
+// clang-format off
 //
 //   server:
 //     host: 127.0.0.1          # bind address; 127.0.0.1 unless told otherwise
 //     port: 8080               # 0 picks a free port (printed at start)
 //     max_body_bytes: 1048576  # larger request bodies get 413
-//     http_threads: 32         # concurrent HTTP connections served
+//     http_threads: 2          # threads that parse and write HTTP (waiting holds none)
+//     drain_grace_s: 10        # SIGTERM: how long requests in flight may finish
 //   models:
 //     - id: tiny-chat                       # the name clients send as `model`
 //       description: "short general chat"   # what it is good at (for routing)
@@ -24,25 +26,25 @@
 //   router:                                 # optional: route `model: auto` by meaning and QoS
 //     auto_model: auto                      # the model name clients send to be routed
 //     embeddings: ~/.cache/calm/embeddings/glove-100d-100000w.bin   # or a GGUF embedding model
-//     similarity: combined                  # description | centroid | examples | combined |
-//     classifier knn: 5                                # nearest examples averaged policy:
-//     pro-confidence                # pro-latency | pro-energy | pro-confidence | pro-cache lambda:
-//     0.5 lambda_cache: 0.2 correlation_aware: false window: 100                           #
-//     observations per model in the QoS windows
+//     similarity: combined                  # description | centroid | examples | combined | classifier
+//     knn: 5                                # nearest examples averaged
+//     policy: pro-confidence                # pro-latency | pro-energy | pro-confidence | pro-cache
+//     lambda: 0.5
+//     lambda_cache: 0.2
+//     correlation_aware: false
+//     window: 100                           # observations per model in the QoS windows
 //   cache:                                  # optional: keep models resident within a budget
-//     budget: 2GiB                          # bytes of memory for models (B, KiB, MiB, GiB, KB, MB,
-//     GB) max_resident: 0                       # also bound the count; 0 = no count limit
+//     budget: 2GiB                          # bytes for models (B, KiB, MiB, GiB, KB, MB, GB)
+//     max_resident: 0                       # also bound the count; 0 = no count limit
 //     eviction: gdsf                        # lru | lfu | gdsf (cost-aware)
 //     idle_unload_s: 0                      # unload a model idle this long; 0 = never
-//     prefetch: false                       # load the model the recent trace predicts next, if it
-//     fits
-//   scheduler:                              # optional: the global queue in front of local models
+//     prefetch: false                       # load the model the trace predicts next, if it fits
+//   scheduler:                              # optional: the global queue in front of every model
 //     policy: swap-aware                    # fifo | stcf | swap-aware
 //     max_wait_ms: 5000                     # swap-aware: no request waits longer to be preferred
 //     max_queue: 1024                       # more queued requests get 503 with Retry-After
 //     queue_timeout_s: 300                  # a request not started by then gets 503
-//     max_active_models: 0                  # models decoding at once (CPU: cores / threads); 0 =
-//     no limit
+//     max_active_models: 0                  # models decoding at once (CPU: cores / threads); 0 = no limit
 //   loop:                                   # optional: the MAPE-K loop
 //     period_s: 1                           # how often it analyses, plans and adapts
 //     goals_file: goals.yaml                # latency_p95_ms, energy_per_request_j, confidence_min
@@ -51,10 +53,12 @@
 //     watts_per_core: 15                    # power figure of the cpu-time estimate
 //   (per model: `pinned: true` is never evicted, `preload: true` loads at start,
 //    `max_in_flight: N` answers 429 beyond N queued + running requests,
-//    `inject_delay_ms: N` delays its answers, for fault-injection tests)
+//    `inject_delay_ms: N` delays its answers and `inject_load_delay_ms: N` its
+//    loads, for fault-injection tests)
 //
 // Every error names the file, the line and the field, e.g.
 //   fleet.yaml:7: models[0].gguf: file not found: /abs/path/tiny.gguf
+// clang-format on
 #pragma once
 
 #include <chrono>
@@ -90,9 +94,11 @@ struct ModelConfig {
   bool pinned = false;          // never evicted from the cache
   std::optional<bool> preload;  // load at start; unset: yes unless cache.budget is set
   int max_in_flight = 0;        // queued + running; more get 429; 0: no limit
-  // Fault injection, for testing the loop: every answer of this model is
-  // delayed this long before it starts. 0: none.
+  // Fault injection, for tests: every answer of this model is delayed this
+  // long before it starts; every load of it takes this much longer (a slow
+  // disk, a large file). 0: none.
   int inject_delay_ms = 0;
+  int inject_load_delay_ms = 0;
 
   // kRemote
   std::string base_url;

@@ -1,12 +1,11 @@
 // The request pipeline: one generation's life, the same for every transport.
 //
-//   submit() ──► route ──► admit ──► [queued] ──► lease (load if needed) ──► engine ──► stream ──►
-//   monitor
+// clang-format off
+//   submit() ──► route ──► admit ──► [queued] ──► lease (load if needed) ──► engine ──► stream ──► monitor
 //                  │         │          │                                       │          │
-//                  404       503/429    cancel(): gone at once                  └─ cancel(): the
-//                  engine
-//                                       queue timeout: 503                         stops, the slot
-//                                       frees
+//                  404       503/429    cancel(): gone at once                  └─ cancel(): the engine
+//                                       queue timeout: 503                         stops, the slot frees
+// clang-format on
 //
 // - Nothing here waits: submit() returns once the request is queued (or has
 //   failed), and every later step runs on the thread whose work enabled it

@@ -339,7 +339,7 @@ bool Scheduler::cancel(uint64_t id) {
       // In the loader's hands (queued for it, or its load running): dropped
       // once the load settles. Already started: the ticket's owner cancels.
       if (loading) {
-        cancelled_loads_.insert(id);
+        if (cancelled_loads_.insert(id).second) counters_.cancelled++;
         withdrawn = true;
       }
     }

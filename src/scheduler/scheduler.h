@@ -186,7 +186,7 @@ class Scheduler {
     size_t max_queue = 0;
     size_t queued = 0;
     uint64_t admitted = 0, rejected_queue_full = 0, rejected_model_busy = 0, timed_out = 0;
-    uint64_t cancelled = 0;         // left the queue before starting
+    uint64_t cancelled = 0;         // left before running: while queued or while its model loaded
     double longest_queue_ms = 0;    // the longest arrival-to-start seen
     double longest_service_ms = 0;  // the longest run on a resident model seen
     std::vector<ModelStats> models;

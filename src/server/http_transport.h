@@ -1,15 +1,17 @@
 // HttpTransport: HTTP/1.1 over TCP with Boost.Beast and Asio, event-driven.
 //
 // A connection's life (one coroutine per connection, on its own strand):
+// clang-format off
 //
-//   accept ──► read request ──► handler ──► immediate response ──────────► write ──► keep-alive? ─►
-//   read …
-//                 │  (deadline:     │                                                     └─ no:
-//                 close │   read_timeout) └─► AsyncReply: the coroutine sleeps until the │ producer
-//                 (any thread) queues head, chunks, end; │                     a read on the socket
-//                 watches for the client │                     leaving meanwhile and calls the
-//                 reply's │                     on_client_gone (the request is cancelled) └─ body
-//                 too large: 413, headers too large: 431, bad HTTP: 400, then close
+//   accept ──► read request ──► handler ──► immediate response ──────────► write ──► keep-alive? ─► read …
+//                 │  (deadline:     │                                                     └─ no: close
+//                 │   read_timeout) └─► AsyncReply: the coroutine sleeps until the
+//                 │                     producer (any thread) queues head, chunks, end;
+//                 │                     a read on the socket watches for the client
+//                 │                     leaving meanwhile and calls the reply's
+//                 │                     on_client_gone (the request is cancelled)
+//                 └─ body too large: 413, headers too large: 431, bad HTTP: 400, then close
+// clang-format on
 //
 // Why Beast and not cpp-httplib: cpp-httplib gives each connection a worker
 // thread for the whole of its handler, so a request waiting in calm's queue
@@ -86,8 +88,8 @@ class HttpTransport {
     int io_threads = 2;
     size_t max_body_bytes = 1 << 20;
     size_t max_header_bytes = 16 << 10;
-    std::chrono::seconds idle_timeout{
-        60};  // a kept-alive connection, until its next request's head
+    // A kept-alive connection, until its next request's head.
+    std::chrono::seconds idle_timeout{60};
     std::chrono::seconds read_timeout{30};   // a request's body, once its head is in
     std::chrono::seconds write_timeout{30};  // each write
   };

@@ -113,6 +113,20 @@ TEST(ServingCore, ClientLeavingTheQueueFreesItsPlace) {
   })) << state(server).dump();
 }
 
+TEST(ServingCore, ClientLeavingWhileItsModelLoadsFreesItsPlaceAndShutdownCutsTheLoadShort) {
+  Clients clients;
+  // With a cache budget nothing is preloaded: the first request loads the
+  // model, and that load is made to take 10 minutes.
+  CalmServer server("server: {drain_grace_s: 0.1}\ncache: {budget: 1GiB}\nmodels:\n" +
+                    slow_model("cold", 0, "    inject_load_delay_ms: 600000\n"));
+  clients.send(server, chat("cold"), /*read_timeout_s=*/1);  // gives up while it loads
+  ASSERT_TRUE(wait_state(server, [](const json& s) {
+    return s["scheduler"]["cancelled"] == 1 && s["pipeline"]["in_flight"] == 0 &&
+           s["cache"]["models"]["cold"]["state"] == "loading";
+  })) << state(server).dump();
+  EXPECT_EQ(server.terminate(30s), std::optional<int>(0));
+}
+
 TEST(ServingCore, ClientLeavingANonStreamedGenerationFreesItsSlot) {
   // 30000 tokens take far longer than the client's 1 s on any machine.
   CalmServer server("models:\n  - id: long\n    gguf: " + testing::test_model("tiny-chatml.gguf") +

@@ -322,6 +322,7 @@ TEST(Scheduler, RequestCancelledDuringItsLoadIsDroppedOnceTheLoadSettles) {
       [&](std::exception_ptr) { callbacks++; });
   load_began.get_future().wait();
   EXPECT_TRUE(admission->cancel());
+  EXPECT_EQ(scheduler.stats().cancelled, 1u);  // counted when it left, not when the load ends
   let_load_finish.set_value();
   EXPECT_NO_THROW(scheduler.enter("a"));  // its slot was freed after the load
   EXPECT_EQ(callbacks, 0);
