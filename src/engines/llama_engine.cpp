@@ -138,7 +138,8 @@ struct LlamaEngine::Slot {
   // same tokens (a conversation's next turn, a shared system prompt) reads
   // only what follows them.
   std::vector<llama_token> cached;
-  llama_token last = 0;  // sampled, not yet decoded
+  uint64_t last_used = 0;  // when it last took a request (admissions so far); 0: never
+  llama_token last = 0;    // sampled, not yet decoded
   bool generating = false;
   int batch_index = -1;  // where this slot's logits are in the current batch
   Utf8Repairer utf8;
@@ -388,18 +389,30 @@ void LlamaEngine::admit_jobs(std::vector<Slot>& slots) {
       job->stream->finish(std::move(result));
       continue;
     }
-    // The free slot whose cache shares the longest prefix with this prompt.
+    // The free slot whose cache shares the longest prefix with this prompt,
+    // if that prefix is at least half of the prompt or of what the slot
+    // holds; else the least recently used free slot (a shared BOS token is
+    // no reason to overwrite another conversation's cache).
     Slot* best = nullptr;
+    Slot* oldest = nullptr;
     size_t reuse = 0;
     for (auto& slot : slots) {
       if (!slot.free()) continue;
+      if (oldest == nullptr || slot.last_used < oldest->last_used) oldest = &slot;
       const size_t common = common_prefix(slot.cached, job->prompt);
-      if (best == nullptr || common > reuse) {
+      const bool worth_it =
+          common > 0 && (2 * common >= job->prompt.size() || 2 * common >= slot.cached.size());
+      if (worth_it && (best == nullptr || common > reuse)) {
         best = &slot;
         reuse = common;
       }
     }
+    if (best == nullptr) {
+      best = oldest;
+      reuse = common_prefix(best->cached, job->prompt);
+    }
     Slot& slot = *best;
+    slot.last_used = ++admissions_;
     // At least the last prompt token is decoded again: its logits give the
     // first answer token.
     reuse = std::min(reuse, job->prompt.size() - 1);

@@ -17,7 +17,10 @@
 // Prompt caching: a slot keeps its sequence's KV cache after a request ends.
 // A new request goes to the free slot whose cache shares the longest prefix
 // with its prompt and reads only the tokens after that prefix (reported as
-// usage.prompt_tokens_details.cached_tokens), as llama-server does.
+// usage.prompt_tokens_details.cached_tokens), as llama-server does. A prefix
+// shorter than half of the prompt and half of what the slot holds (a shared
+// BOS token, another conversation) does not count: the request then takes
+// the least recently used free slot, and the other caches stay.
 //
 // Per slot:
 //   [free] ─admit─► [reading prompt] ─last prompt token decoded─► [generating]
@@ -113,6 +116,7 @@ class LlamaEngine : public Engine {
   llama_model* model_ = nullptr;     // owned; written only by load()/unload()
   llama_context* ctx_ = nullptr;     // owned; used only by the worker thread
   std::vector<int32_t> eog_tokens_;  // ascending; written by load(), read by the worker
+  uint64_t admissions_ = 0;          // requests given a slot; used only by the worker thread
   std::thread worker_;
 
   // submit() holds it shared while it reads model_; unload() exclusively.

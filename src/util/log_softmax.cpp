@@ -9,7 +9,11 @@ namespace calm {
 // machine this takes 13 us instead of 37 us for a 32k vocabulary, which is
 // paid once per generated token on the decode thread while the other
 // llama.cpp threads wait.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// Not under ThreadSanitizer: the clones' resolver runs while the dynamic
+// loader relocates the binary, before TSan's runtime is set up, and its
+// instrumented entry crashes there.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_THREAD__)
 #define CALM_PER_VECTOR_WIDTH __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define CALM_PER_VECTOR_WIDTH

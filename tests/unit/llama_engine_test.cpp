@@ -286,6 +286,21 @@ TEST(LlamaEngine, PicksTheSlotWhoseCacheSharesTheLongestPrefix) {
   EXPECT_EQ(again_a.cached_prompt_tokens, again_a.prompt_tokens - 1);
 }
 
+// One after the other, so that the second prompt finds the first one's slot
+// free: sharing only the BOS token with it, it takes the unused slot instead.
+TEST(LlamaEngine, APromptSharingOnlyItsFirstTokenLeavesAnotherSlotsCacheAlone) {
+  LlamaEngine engine(options(/*parallel=*/2));
+  engine.load();
+  const std::string a = "alpha beta gamma delta epsilon zeta eta theta";
+  const std::string b = "one two three four five six seven eight nine";
+  engine.submit(greedy_prompt(a, 2))->wait();
+  engine.submit(greedy_prompt(b, 2))->wait();
+  const auto again_a = engine.submit(greedy_prompt(a, 2))->wait();
+  EXPECT_EQ(again_a.cached_prompt_tokens, again_a.prompt_tokens - 1);
+  const auto again_b = engine.submit(greedy_prompt(b, 2))->wait();
+  EXPECT_EQ(again_b.cached_prompt_tokens, again_b.prompt_tokens - 1);
+}
+
 TEST(ChatTemplate, PlainFallbackIsATranscript) {
   EXPECT_EQ(plain_chat_prompt({{"system", "be brief"}, {"user", "hi"}}),
             "system: be brief\nuser: hi\nassistant:");
