@@ -14,5 +14,6 @@ Command add_model_info_command(CLI::App& app);
 Command add_version_command(CLI::App& app);
 Command add_route_eval_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
+Command add_hash_key_command(CLI::App& app);
 
 }  // namespace calm

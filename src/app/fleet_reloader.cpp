@@ -17,6 +17,11 @@ std::vector<Scheduler::ModelSlots> scheduler_slots(const FleetConfig& config) {
 nlohmann::json FleetReloader::reload() {
   std::lock_guard lock(mutex_);
   const FleetConfig config = load_fleet_config(path_);
+  if (auth_.keys) {
+    if (const auto refusal = exposure_refusal(auth_.host, config.auth, auth_.insecure)) {
+      throw ConfigError(path_ + ": auth.keys: " + *refusal);
+    }
+  }
   // Build the new router before touching the registry, so a bad embeddings
   // file leaves everything as it was.
   std::shared_ptr<SemanticRouter> router;
@@ -52,6 +57,7 @@ nlohmann::json FleetReloader::reload() {
   });
   resident_.preload_new(report);  // loads: outside the step, they take time
   if (router) slot_->set(router);
+  if (auth_.keys) auth_.keys->update(config.auth);
   spdlog::info("reloaded {} (fleet version {}): {} added, {} replaced, {} updated, {} removed",
                path_, version, report.added.size(), report.replaced.size(), report.updated.size(),
                report.removed.size());

@@ -4,10 +4,11 @@
 // its error is returned. Then the registry stages the next fleet snapshot
 // and publishes it in one step together with the model cache's and the
 // scheduler's new model sets (registry.h says how requests in flight are
-// kept); new models marked preload load after that step. When routing is on,
-// a new semantic router replaces the old one with the same QoS windows. The server, cache and
-// scheduler sections (host, port, limits, budget, policies) and switching routing on or off need a
-// restart.
+// kept); new models marked preload load after that step. When routing is
+// on, a new semantic router replaces the old one with the same QoS windows.
+// The API keys (auth:) are replaced last; a key that stays keeps its
+// limits' counts. The server, cache and scheduler sections (host, port,
+// limits, budget, policies) and switching routing on or off need a restart.
 #pragma once
 
 #include <memory>
@@ -15,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "auth/api_keys.h"
 #include "cache/resident_set.h"
 #include "registry/registry.h"
 #include "router/semantic_router.h"
@@ -22,15 +24,24 @@
 
 namespace calm {
 
+// The API keys a reload replaces, and where the server listens: a reload
+// that would leave a non-loopback address with no key is refused.
+struct ReloadedKeys {
+  ApiKeys* keys = nullptr;  // null: keys are not reloaded
+  std::string host;
+  bool insecure = false;
+};
+
 class FleetReloader {
  public:
   FleetReloader(std::string path, Registry& registry, ResidentSet& resident, Scheduler& scheduler,
-                std::shared_ptr<SemanticRouterSlot> slot)
+                std::shared_ptr<SemanticRouterSlot> slot, ReloadedKeys auth = {})
       : path_(std::move(path)),
         registry_(registry),
         resident_(resident),
         scheduler_(scheduler),
-        slot_(std::move(slot)) {}
+        slot_(std::move(slot)),
+        auth_(std::move(auth)) {}
 
   // Thread-safe (reloads run one at a time). Returns what changed; throws
   // ConfigError (or std::runtime_error for the embeddings) and then changes nothing.
@@ -43,6 +54,7 @@ class FleetReloader {
   ResidentSet& resident_;
   Scheduler& scheduler_;
   std::shared_ptr<SemanticRouterSlot> slot_;  // null when routing is off
+  const ReloadedKeys auth_;
 };
 
 // The scheduler's view of the fleet's local models: slots and limits.

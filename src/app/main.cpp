@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   add(calm::add_model_info_command);
   add(calm::add_route_eval_command);
   add(calm::add_bench_command);
+  add(calm::add_hash_key_command);
   add(calm::add_version_command);
 
   try {

@@ -1,3 +1,4 @@
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
@@ -6,6 +7,7 @@
 
 #include "app/commands.h"
 #include "app/fleet_reloader.h"
+#include "auth/api_keys.h"
 #include "config/fleet_config.h"
 #include "knowledge/knowledge_store.h"
 #include "mapek/mape_loop.h"
@@ -65,6 +67,7 @@ Command add_serve_command(CLI::App& app) {
     int port = -1;
     std::string log_level = "info";
     std::string knowledge;
+    bool insecure = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd =
@@ -77,6 +80,8 @@ Command add_serve_command(CLI::App& app) {
   cmd->add_option("--knowledge", args->knowledge,
                   "SQLite knowledge file (overrides loop.knowledge; every request is recorded "
                   "in it even when the loop is off or absent)");
+  cmd->add_flag("--insecure", args->insecure,
+                "Listen on an address other than loopback with no API keys (server.insecure)");
   cmd->add_option("--log-level", args->log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
 
@@ -94,6 +99,13 @@ Command add_serve_command(CLI::App& app) {
     }
     if (!args->host.empty()) config.server.host = args->host;
     if (args->port >= 0) config.server.port = args->port;
+    config.server.insecure = config.server.insecure || args->insecure;
+    if (const auto refusal =
+            exposure_refusal(config.server.host, config.auth, config.server.insecure)) {
+      std::cerr << "calm serve: " << *refusal << "\n";
+      return 2;
+    }
+    ApiKeys keys(config.auth);
 
     Registry registry(config);
     std::unique_ptr<ResidentSet> resident;
@@ -173,8 +185,10 @@ Command add_serve_command(CLI::App& app) {
          .on_refusal =
              [&metrics](const ApiError& e) { metrics.record_refusal(e.status, e.code); }});
     HttpServer server(config.server,
-                      {registry, *resident, scheduler, pipeline, semantic, &loop, &metrics});
-    FleetReloader reloader(args->config, registry, *resident, scheduler, semantic);
+                      {registry, *resident, scheduler, pipeline, semantic, &loop, &metrics, &keys});
+    FleetReloader reloader(
+        args->config, registry, *resident, scheduler, semantic,
+        {.keys = &keys, .host = config.server.host, .insecure = config.server.insecure});
     server.set_reload_handler([&reloader] { return reloader.reload(); });
     int port = 0;
     try {
@@ -188,6 +202,13 @@ Command add_serve_command(CLI::App& app) {
     resident->preload();
     loop.start();
     server.start();
+    if (config.auth.enabled()) {
+      spdlog::info("API keys: {} (public endpoints: {})", config.auth.keys.size(),
+                   fmt::join(config.auth.public_endpoints, ", "));
+    } else if (!is_loopback_host(config.server.host)) {
+      spdlog::warn("no API keys and listening on {} (--insecure): every endpoint is open",
+                   config.server.host);
+    }
     const auto budget = resident->cache().stats().budget_bytes;
     spdlog::info("model cache: {} budget, {} eviction; scheduler: {}",
                  config.cache.budget_bytes ? fmt::format("{:.1f} MiB", budget / 1048576.0)

@@ -12,113 +12,13 @@
 
 #include "config/policy_names.h"
 #include "config/yaml_error.h"
+#include "config/yaml_fields.h"
 #include "util/url.h"
 
 namespace calm {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Reads one YAML mapping, remembering which keys were used so that a typo
-// ("contxt: 4096") is reported instead of silently ignored.
-class Fields {
- public:
-  Fields(const YAML::Node& node, std::string source, std::string path)
-      : node_(node), source_(std::move(source)), path_(std::move(path)) {
-    if (!node_.IsMap()) fail_at(node_, path_, "expected a mapping of fields");
-  }
-
-  [[noreturn]] void fail_at(const YAML::Node& node, const std::string& field,
-                            const std::string& message) const {
-    throw ConfigError(yaml_error_text(source_, node, field, message));
-  }
-  [[noreturn]] void fail(const std::string& key, const std::string& message) const {
-    const YAML::Node child = node_[key];
-    fail_at(child.IsDefined() ? child : node_, field(key), message);
-  }
-
-  std::string field(const std::string& key) const {
-    return path_.empty() ? key : path_ + "." + key;
-  }
-  bool has(const std::string& key) const { return node_[key].IsDefined(); }
-  YAML::Node get(const std::string& key) {
-    used_.insert(key);
-    return node_[key];
-  }
-
-  std::string string(const std::string& key, std::string fallback, bool required = false) {
-    const YAML::Node value = get(key);
-    if (!value.IsDefined() || value.IsNull()) {
-      if (required) fail_at(node_, field(key), "is required");
-      return fallback;
-    }
-    if (!value.IsScalar()) fail(key, "expected a string");
-    return value.as<std::string>();
-  }
-
-  long long integer(const std::string& key, long long fallback, long long min, long long max) {
-    const YAML::Node value = get(key);
-    if (!value.IsDefined() || value.IsNull()) return fallback;
-    long long parsed = 0;
-    if (!value.IsScalar() || !YAML::convert<long long>::decode(value, parsed)) {
-      fail(key, "expected an integer, got '" + (value.IsScalar() ? value.Scalar() : "?") + "'");
-    }
-    if (parsed < min || parsed > max) {
-      fail(key, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
-                    ", got " + std::to_string(parsed));
-    }
-    return parsed;
-  }
-
-  double number(const std::string& key, double fallback, double min, double max) {
-    const YAML::Node value = get(key);
-    if (!value.IsDefined() || value.IsNull()) return fallback;
-    double parsed = 0;
-    if (!value.IsScalar() || !YAML::convert<double>::decode(value, parsed)) {
-      fail(key, "expected a number");
-    }
-    if (!(parsed >= min && parsed <= max)) {
-      fail(key, "must be between " + std::to_string(min) + " and " + std::to_string(max));
-    }
-    return parsed;
-  }
-
-  // A list of strings (or one string).
-  std::vector<std::string> strings(const std::string& key) {
-    const YAML::Node value = get(key);
-    std::vector<std::string> out;
-    if (!value.IsDefined() || value.IsNull()) return out;
-    if (value.IsScalar()) return {value.as<std::string>()};
-    if (!value.IsSequence()) fail(key, "expected a list of strings");
-    for (const auto& item : value) {
-      if (!item.IsScalar()) fail(key, "expected a list of strings");
-      out.push_back(item.as<std::string>());
-    }
-    return out;
-  }
-
-  bool boolean(const std::string& key, bool fallback) {
-    const YAML::Node value = get(key);
-    if (!value.IsDefined() || value.IsNull()) return fallback;
-    bool parsed = false;
-    if (!value.IsScalar() || !YAML::convert<bool>::decode(value, parsed))
-      fail(key, "expected true or false");
-    return parsed;
-  }
-
-  void reject_unknown() const {
-    for (const auto& item : node_) {
-      const auto key = item.first.as<std::string>();
-      if (!used_.contains(key)) fail_at(item.first, field(key), "unknown field");
-    }
-  }
-
- private:
-  YAML::Node node_;
-  std::string source_;
-  std::string path_;
-  std::set<std::string> used_;
-};
 
 std::chrono::milliseconds seconds_field(Fields& fields, const std::string& key,
                                         std::chrono::milliseconds fallback) {
@@ -137,6 +37,7 @@ ServerConfig parse_server(const YAML::Node& node, const std::string& source) {
   server.http_threads =
       static_cast<int>(fields.integer("http_threads", server.http_threads, 1, 1024));
   server.drain_grace = seconds_field(fields, "drain_grace_s", server.drain_grace);
+  server.insecure = fields.boolean("insecure", server.insecure);
   fields.reject_unknown();
   return server;
 }
@@ -277,18 +178,6 @@ RouterConfig parse_router(const YAML::Node& node, const std::string& source,
   return router;
 }
 
-// A name that must be one of `names`, e.g. a policy.
-std::string one_of(Fields& fields, const std::string& key, const std::string& fallback,
-                   const std::vector<std::string>& names) {
-  const std::string value = fields.string(key, fallback);
-  if (std::find(names.begin(), names.end(), value) == names.end()) {
-    std::string list;
-    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-    fields.fail(key, "must be one of " + list + ", got '" + value + "'");
-  }
-  return value;
-}
-
 CacheConfig parse_cache(const YAML::Node& node, const std::string& source) {
   CacheConfig cache;
   if (!node.IsDefined() || node.IsNull()) return cache;
@@ -327,23 +216,13 @@ SchedulerConfig parse_scheduler(const YAML::Node& node, const std::string& sourc
   return scheduler;
 }
 
-fs::path resolve(const std::string& text, const fs::path& base_dir) {
-  fs::path path = text;
-  if (path.string().rfind("~/", 0) == 0) {
-    const char* home = std::getenv("HOME");
-    path = fs::path(home ? home : "") / path.string().substr(2);
-  }
-  if (path.is_relative()) path = base_dir / path;
-  return path.lexically_normal();
-}
-
 LoopConfig parse_loop(const YAML::Node& node, const std::string& source, const fs::path& base_dir) {
   LoopConfig loop;
   Fields fields(node.IsNull() ? YAML::Node(YAML::NodeType::Map) : node, source, "loop");
   loop.enabled = fields.boolean("enabled", loop.enabled);
   loop.period = seconds_field(fields, "period_s", loop.period);
   if (fields.has("goals_file")) {
-    loop.goals_file = resolve(fields.string("goals_file", ""), base_dir).string();
+    loop.goals_file = resolve_path(fields.string("goals_file", ""), base_dir).string();
     try {
       loop.goals = load_goals_file(loop.goals_file);
     } catch (const ConfigError& e) {
@@ -351,7 +230,7 @@ LoopConfig parse_loop(const YAML::Node& node, const std::string& source, const f
     }
   }
   if (fields.has("knowledge"))
-    loop.knowledge = resolve(fields.string("knowledge", ""), base_dir).string();
+    loop.knowledge = resolve_path(fields.string("knowledge", ""), base_dir).string();
   loop.energy_meter =
       one_of(fields, "energy_meter", loop.energy_meter, {"auto", "nvml", "rapl", "cpu-time"});
   loop.watts_per_core = fields.number("watts_per_core", loop.watts_per_core, 0.001, 10000);
@@ -476,6 +355,7 @@ FleetConfig parse_fleet_config(const std::string& yaml_text, const std::string& 
   config.scheduler = parse_scheduler(top.get("scheduler"), source);
   const YAML::Node loop = top.get("loop");
   if (loop.IsDefined()) config.loop = parse_loop(loop, source, base_dir);
+  config.auth = parse_auth_config(top.get("auth"), source, base_dir);
   top.reject_unknown();
   return config;
 }

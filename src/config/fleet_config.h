@@ -7,6 +7,7 @@
 //     max_body_bytes: 1048576  # larger request bodies get 413
 //     http_threads: 2          # threads that parse and write HTTP (waiting holds none)
 //     drain_grace_s: 10        # SIGTERM: how long requests in flight may finish
+//     insecure: false          # allow a non-loopback host with no API keys
 //   models:
 //     - id: tiny-chat                       # the name clients send as `model`
 //       description: "short general chat"   # what it is good at (for routing)
@@ -51,6 +52,8 @@
 //     knowledge: calm-knowledge.db          # SQLite file that keeps what it learnt across restarts
 //     energy_meter: auto                    # auto | nvml | rapl | cpu-time
 //     watts_per_core: 15                    # power figure of the cpu-time estimate
+//   auth:                                   # optional: API keys (config/auth_config.h)
+//     keys: [{name: alice, sha256: 9f86d0..., scope: inference, requests_per_minute: 60}]
 //   (per model: `pinned: true` is never evicted, `preload: true` loads at start,
 //    `max_in_flight: N` answers 429 beyond N queued + running requests,
 //    `inject_delay_ms: N` delays its answers and `inject_load_delay_ms: N` its
@@ -68,12 +71,10 @@
 #include <string>
 #include <vector>
 
-namespace calm {
+#include "config/auth_config.h"
+#include "config/config_error.h"
 
-class ConfigError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+namespace calm {
 
 struct ModelConfig {
   enum class Backend { kLlama, kRemote };
@@ -125,6 +126,9 @@ struct ServerConfig {
   // On SIGTERM or SIGINT: how long requests in flight may take to finish
   // while new ones get 503; what is left then is cancelled.
   std::chrono::milliseconds drain_grace{10000};
+  // Listen on an address other than loopback with no API keys (auth.keys):
+  // anyone who reaches the port may then run, reload and read the fleet.
+  bool insecure = false;
 };
 
 struct RouterConfig {
@@ -185,6 +189,7 @@ struct FleetConfig {
   CacheConfig cache;
   SchedulerConfig scheduler;
   std::optional<LoopConfig> loop;  // absent: no MAPE-K loop
+  AuthConfig auth;                 // no keys: every endpoint is open
 };
 
 // Reads a goals file. Throws ConfigError naming file, line and field.

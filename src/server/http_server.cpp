@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <map>
+#include <optional>
+
 #include "pipeline/api_error.h"
 #include "server/openai_schema.h"
 #include "util/process_memory.h"
@@ -70,6 +73,7 @@ HttpServer::HttpServer(ServerConfig config, Parts parts)
       pipeline_(parts.pipeline),
       loop_(parts.loop),
       metrics_(parts.metrics),
+      keys_(parts.keys),
       reload_worker_(std::make_unique<DelayQueue>()) {
   HttpTransport::Options options;
   options.host = config_.host;
@@ -105,32 +109,71 @@ void HttpServer::stop() {
   reload_worker_.reset();  // joins a reload in progress
 }
 
+// Each endpoint by the name that auth.public and auth.admin use.
+std::optional<std::string> HttpServer::endpoint_name(const HttpRequest& request) {
+  static const std::map<std::pair<std::string, std::string>, std::string> names{
+      {{"GET", "/health"}, "health"},
+      {{"GET", "/v1/models"}, "models"},
+      {{"GET", "/v1/calm/state"}, "state"},
+      {{"GET", "/metrics"}, "metrics"},
+      {{"GET", "/v1/calm/adaptations"}, "adaptations"},
+      {{"POST", "/v1/feedback"}, "feedback"},
+      {{"POST", "/v1/route"}, "route"},
+      {{"POST", "/v1/calm/reload"}, "reload"},
+      {{"POST", "/v1/chat/completions"}, "chat"},
+      {{"POST", "/v1/completions"}, "completions"}};
+  const auto it = names.find({request.method, request.path});
+  if (it == names.end()) return std::nullopt;
+  return it->second;
+}
+
 HttpOutcome HttpServer::handle(HttpRequest& request) {
-  const std::string& path = request.path;
-  const bool get = request.method == "GET", post = request.method == "POST";
   try {
-    if (get && path == "/health") return now(health());
-    if (get && path == "/v1/models") return now(models());
-    if (get && path == "/v1/calm/state") return now(json_response(200, state_json()));
-    if (get && path == "/metrics") {
+    const std::optional<std::string> endpoint = endpoint_name(request);
+    if (!endpoint) throw not_found(request);
+    std::shared_ptr<ApiKeys::Permit> permit;  // the key's in-flight place, if it has a limit
+    if (keys_) {
+      ApiKeys::Decision decision = keys_->admit(*endpoint, request.header("authorization"));
+      if (!decision.allowed()) return now(refusal(decision));
+      permit = std::move(decision.permit);
+    }
+    const std::string& name = *endpoint;
+    if (name == "health") return now(health());
+    if (name == "models") return now(models());
+    if (name == "state") return now(json_response(200, state_json()));
+    if (name == "metrics") {
       if (!metrics_) {
         throw ApiError{404, "metrics are off", "invalid_request_error", "", "not_found"};
       }
       return now(HttpResponse{200, MetricsRegistry::kContentType, {}, metrics_->render()});
     }
-    if (get && path == "/v1/calm/adaptations") return now(adaptations(request));
-    if (post && path == "/v1/feedback") return now(feedback(request));
-    if (post && path == "/v1/route") return now(route(request));
-    if (post && path == "/v1/calm/reload") return reload();
-    if (post && path == "/v1/chat/completions") return generate(Endpoint::kChat, request);
-    if (post && path == "/v1/completions") return generate(Endpoint::kCompletion, request);
-    throw not_found(request);
+    if (name == "adaptations") return now(adaptations(request));
+    if (name == "feedback") return now(feedback(request));
+    if (name == "route") return now(route(request));
+    if (name == "reload") return reload(std::move(permit));
+    return generate(name == "chat" ? Endpoint::kChat : Endpoint::kCompletion, request,
+                    std::move(permit));
   } catch (const ApiError& error) {
     return now(error_response(error));
   }
 }
 
-HttpOutcome HttpServer::generate(Endpoint endpoint, const HttpRequest& http) {
+// 401 (with WWW-Authenticate), 403 or 429 (with Retry-After), in OpenAI's
+// error shape; counted in /metrics like every refusal.
+HttpResponse HttpServer::refusal(const ApiKeys::Decision& decision) const {
+  const char* type = decision.status == 401   ? "invalid_request_error"
+                     : decision.status == 403 ? "permission_error"
+                                              : "rate_limit_error";
+  ApiError error{decision.status, decision.message, type, "", decision.code};
+  error.retry_after_s = decision.retry_after_s;
+  if (metrics_) metrics_->record_refusal(error.status, error.code);
+  HttpResponse response = error_response(error);
+  if (decision.status == 401) response.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return response;
+}
+
+HttpOutcome HttpServer::generate(Endpoint endpoint, const HttpRequest& http,
+                                 std::shared_ptr<ApiKeys::Permit> permit) {
   const auto arrival = std::chrono::steady_clock::now();
   ApiRequest request;
   try {
@@ -149,22 +192,24 @@ HttpOutcome HttpServer::generate(Endpoint endpoint, const HttpRequest& http) {
   pipeline_request->arrival = arrival;
   HttpOutcome outcome;
   outcome.later = [this, endpoint, request = pipeline_request,
-                   include_usage = request.include_usage](std::shared_ptr<AsyncReply> reply) {
+                   include_usage = request.include_usage,
+                   permit = std::move(permit)](std::shared_ptr<AsyncReply> reply) {
     auto sink = std::make_shared<OpenAiSink>(endpoint, request->stream, include_usage, reply);
+    sink->keep_until_end(permit);  // the key's place in flight: until the answer ends
     auto call = pipeline_.submit(std::move(*request), std::move(sink));
     reply->on_client_gone([call] { call->cancel(); });
   };
   return outcome;
 }
 
-HttpOutcome HttpServer::reload() {
+HttpOutcome HttpServer::reload(std::shared_ptr<ApiKeys::Permit> permit) {
   if (!reload_) {
     throw ApiError{404, "reloading is not available", "invalid_request_error", "", "not_found"};
   }
   HttpOutcome outcome;
-  outcome.later = [this](std::shared_ptr<AsyncReply> reply) {
+  outcome.later = [this, permit = std::move(permit)](std::shared_ptr<AsyncReply> reply) {
     // A reload reads files, may build a router and load models: off the I/O threads.
-    reload_worker_->after(std::chrono::milliseconds(0), [this, reply] {
+    reload_worker_->after(std::chrono::milliseconds(0), [this, reply, permit] {
       try {
         reply->start(json_response(200, reload_()), false);
       } catch (const std::exception& e) {

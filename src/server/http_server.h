@@ -13,6 +13,10 @@
 //   GET  /v1/calm/adaptations    what the MAPE-K loop changed, and why, newest first
 //   GET  /metrics                Prometheus text format
 //
+// With API keys (auth/api_keys.h), every endpoint but the public ones needs
+// `Authorization: Bearer KEY`: 401 without a valid key, 403 for an inference
+// key on an admin endpoint, 429 past the key's limits.
+//
 // Every error body is OpenAI's error JSON (pipeline/api_error.h). Completions
 // go to the request pipeline (pipeline/request_pipeline.h), which routes,
 // queues and runs them; this layer only translates HTTP to and from it, on
@@ -30,6 +34,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "auth/api_keys.h"
 #include "cache/resident_set.h"
 #include "config/fleet_config.h"
 #include "mapek/mape_loop.h"
@@ -60,6 +65,7 @@ class HttpServer {
     std::shared_ptr<SemanticRouterSlot> semantic;
     MapeLoop* loop = nullptr;          // may be null: no MAPE-K loop
     ServerMetrics* metrics = nullptr;  // may be null: no /metrics
+    ApiKeys* keys = nullptr;           // may be null: every endpoint open
   };
   HttpServer(ServerConfig config, Parts parts);
   ~HttpServer();  // stop()
@@ -78,9 +84,13 @@ class HttpServer {
   void set_reload_handler(std::function<nlohmann::json()> handler) { reload_ = std::move(handler); }
 
  private:
+  static std::optional<std::string> endpoint_name(const HttpRequest& request);
   HttpOutcome handle(HttpRequest& request);
-  HttpOutcome generate(Endpoint endpoint, const HttpRequest& request);
-  HttpOutcome reload();
+  HttpResponse refusal(const ApiKeys::Decision& decision) const;
+  // The permit (null without a key limit) is held until the answer ends.
+  HttpOutcome generate(Endpoint endpoint, const HttpRequest& request,
+                       std::shared_ptr<ApiKeys::Permit> permit);
+  HttpOutcome reload(std::shared_ptr<ApiKeys::Permit> permit);
   HttpResponse health() const;
   HttpResponse models() const;
   HttpResponse route(const HttpRequest& request) const;
@@ -99,6 +109,7 @@ class HttpServer {
   RequestPipeline& pipeline_;
   MapeLoop* loop_;
   ServerMetrics* metrics_;
+  ApiKeys* keys_;
   std::function<nlohmann::json()> reload_;
   std::unique_ptr<DelayQueue> reload_worker_;  // reloads block (file, embeddings, loads)
   std::unique_ptr<HttpTransport> transport_;

@@ -35,6 +35,10 @@ class OpenAiSink : public PipelineSink {
         include_usage_(include_usage),
         reply_(std::move(reply)) {}
 
+  // Keeps `held` (an API key's place in flight) until the pipeline lets this
+  // sink go, when the request has ended. Call before submitting.
+  void keep_until_end(std::shared_ptr<const void> held) { held_ = std::move(held); }
+
   void started(const PipelineStart& start) override;
   void delta(const std::string& text) override;
   void finished(const GenerationResult& result) override;
@@ -47,6 +51,7 @@ class OpenAiSink : public PipelineSink {
   const bool stream_;
   const bool include_usage_;
   std::shared_ptr<AsyncReply> reply_;
+  std::shared_ptr<const void> held_;
   // Set by started(); the pipeline serialises the calls, so no lock.
   bool started_ = false;
   ResponseMeta meta_;

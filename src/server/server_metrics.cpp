@@ -36,7 +36,7 @@ ServerMetrics::ServerMetrics(const ModelCache& cache, const Scheduler& scheduler
                                       "Geometric mean probability of the generated tokens.",
                                       {"model"}, {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9})),
       refused_(registry_.counter("calm_requests_refused_total",
-                                 "Completion requests answered with an error, by status and code.",
+                                 "Requests refused with an error (completions; API-key refusals of any endpoint), by status and code.",
                                  {"status", "code"})),
       hits_(registry_.counter("calm_cache_hits_total", "Requests whose model was resident.",
                               {"model"})),
