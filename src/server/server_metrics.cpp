@@ -1,5 +1,8 @@
 #include "server/server_metrics.h"
 
+#include "engines/llama_backend.h"
+#include "util/process_memory.h"
+
 namespace calm {
 namespace {
 
@@ -36,7 +39,8 @@ ServerMetrics::ServerMetrics(const ModelCache& cache, const Scheduler& scheduler
                                       "Geometric mean probability of the generated tokens.",
                                       {"model"}, {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9})),
       refused_(registry_.counter("calm_requests_refused_total",
-                                 "Requests refused with an error (completions; API-key refusals of any endpoint), by status and code.",
+                                 "Requests refused with an error (completions; API-key refusals of "
+                                 "any endpoint), by status and code.",
                                  {"status", "code"})),
       hits_(registry_.counter("calm_cache_hits_total", "Requests whose model was resident.",
                               {"model"})),
@@ -64,6 +68,28 @@ ServerMetrics::ServerMetrics(const ModelCache& cache, const Scheduler& scheduler
                            {}, [this] {
                              return std::vector<std::pair<std::vector<std::string>, double>>{
                                  {{}, static_cast<double>(cache_.stats().used_bytes)}};
+                           });
+  // The kernel's view beside the charge: a cross-check, never the charge.
+  registry_.gauge_callback(
+      "calm_cache_model_rss_growth_bytes",
+      "How much the process's RSS grew across each model's last load (a cross-check only).",
+      {"model"}, [this] {
+        std::vector<std::pair<std::vector<std::string>, double>> rows;
+        for (const auto& m : cache_.stats().models) {
+          rows.push_back({{m.id}, static_cast<double>(m.rss_delta_bytes)});
+        }
+        return rows;
+      });
+  registry_.gauge_callback("calm_process_resident_bytes",
+                           "The process's resident memory (RSS), the cache's cross-check.", {}, [] {
+                             return std::vector<std::pair<std::vector<std::string>, double>>{
+                                 {{}, static_cast<double>(process_rss_bytes())}};
+                           });
+  registry_.gauge_callback("calm_llama_backend_overhead_bytes",
+                           "llama.cpp's one-time set-up in this process, charged to no model.", {},
+                           [] {
+                             return std::vector<std::pair<std::vector<std::string>, double>>{
+                                 {{}, static_cast<double>(llama_backend_overhead().total())}};
                            });
   registry_.gauge_callback("calm_queue_depth", "Requests waiting in the scheduler's queue.",
                            {"model"}, [&scheduler] {

@@ -182,6 +182,11 @@ TEST(Loop, MetricsPassThePrometheusFormatCheck) {
   EXPECT_NE(res->body.find("calm_requests_total{model=\"primary\"} 3"), std::string::npos)
       << res->body;
   EXPECT_NE(res->body.find("calm_cache_loads_total"), std::string::npos);
+  // Memory as the kernel sees it, beside the cache's charge (a cross-check).
+  EXPECT_NE(res->body.find("\ncalm_process_resident_bytes "), std::string::npos) << res->body;
+  EXPECT_NE(res->body.find("\ncalm_llama_backend_overhead_bytes "), std::string::npos);
+  EXPECT_NE(res->body.find("calm_cache_model_rss_growth_bytes{model=\"primary\"}"),
+            std::string::npos);
   EXPECT_NE(
       res->body.find("calm_requests_refused_total{status=\"404\",code=\"model_not_found\"} 1"),
       std::string::npos)

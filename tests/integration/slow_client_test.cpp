@@ -1,0 +1,76 @@
+// Slow clients against the real `calm serve`: connections that send part of
+// a request and then nothing hold a socket and a coroutine, never one of the
+// two HTTP threads, so everyone else is still served.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "support/process.h"
+#include "support/test_env.h"
+
+namespace calm {
+namespace {
+
+using nlohmann::json;
+using testing::CalmServer;
+
+// A connection that has sent `part` of a request and then goes quiet.
+class HalfSentRequest {
+ public:
+  HalfSentRequest(int port, const std::string& part) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ =
+        fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        ::send(fd_, part.data(), part.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(part.size());
+  }
+  ~HalfSentRequest() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  HalfSentRequest(const HalfSentRequest&) = delete;
+  HalfSentRequest& operator=(const HalfSentRequest&) = delete;
+  bool connected() const { return connected_; }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
+
+TEST(SlowClients, SixtyFourHalfSentRequestsLeaveHealthAndChatServed) {
+  CalmServer server("server: {http_threads: 2}\nmodels:\n  - id: tiny\n    gguf: " +
+                    testing::test_model("tiny-chatml.gguf") +
+                    "\n    context: 256\n    threads: 1\n");
+  std::vector<std::unique_ptr<HalfSentRequest>> slow;
+  for (int i = 0; i < 64; ++i) {
+    // Half of them stop inside the head, half inside the body.
+    const std::string part =
+        i % 2 == 0 ? "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le"
+                   : "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"mod";
+    slow.push_back(std::make_unique<HalfSentRequest>(server.port(), part));
+    ASSERT_TRUE(slow.back()->connected()) << i;
+  }
+  auto client = server.client();
+  client.set_read_timeout(10, 0);  // far longer than an answer takes; the slow ones wait 30-60 s
+  auto health = client.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  const std::string chat = json{
+      {"model", "tiny"},
+      {"messages", {{{"role", "user"}, {"content", "hi"}}}},
+      {"max_tokens", 2}}.dump();
+  auto answer = client.Post("/v1/chat/completions", chat, "application/json");
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(answer->status, 200) << answer->body;
+}
+
+}  // namespace
+}  // namespace calm
