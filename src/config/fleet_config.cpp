@@ -34,6 +34,8 @@ ServerConfig parse_server(const YAML::Node& node, const std::string& source) {
   server.port = static_cast<int>(fields.integer("port", server.port, 0, 65535));
   server.max_body_bytes = static_cast<size_t>(fields.integer(
       "max_body_bytes", static_cast<long long>(server.max_body_bytes), 1024, 1LL << 32));
+  server.max_connections = static_cast<size_t>(fields.integer(
+      "max_connections", static_cast<long long>(server.max_connections), 1, 1'000'000));
   server.http_threads =
       static_cast<int>(fields.integer("http_threads", server.http_threads, 1, 1024));
   server.drain_grace = seconds_field(fields, "drain_grace_s", server.drain_grace);

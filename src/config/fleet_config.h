@@ -5,6 +5,7 @@
 //     host: 127.0.0.1          # bind address; 127.0.0.1 unless told otherwise
 //     port: 8080               # 0 picks a free port (printed at start)
 //     max_body_bytes: 1048576  # larger request bodies get 413
+//     max_connections: 1024    # open connections; a new one past it gets 503 and is closed
 //     http_threads: 2          # threads that parse and write HTTP (waiting holds none)
 //     drain_grace_s: 10        # SIGTERM: how long requests in flight may finish
 //     insecure: false          # allow a non-loopback host with no API keys
@@ -120,6 +121,9 @@ struct ServerConfig {
   std::string host = "127.0.0.1";
   int port = 8080;
   size_t max_body_bytes = 1 << 20;
+  // Connections open at once (each costs a socket and a little memory, never
+  // a thread); a new one past it is answered 503 with Retry-After and closed.
+  size_t max_connections = 1024;
   // Threads that parse and write HTTP. A request waiting in the queue or for
   // a load holds none of them, so a few serve any number of connections.
   int http_threads = 2;

@@ -80,11 +80,13 @@ HttpServer::HttpServer(ServerConfig config, Parts parts)
   options.port = config_.port;
   options.io_threads = config_.http_threads;
   options.max_body_bytes = config_.max_body_bytes;
+  options.max_connections = config_.max_connections;
   transport_ = std::make_unique<HttpTransport>(
       options, [this](HttpRequest& request) { return handle(request); },
       [](int status, const std::string& message) {
         const std::string code = status == 413   ? "request_too_large"
                                  : status == 431 ? "headers_too_large"
+                                 : status == 503 ? "too_many_connections"
                                  : status >= 500 ? "internal_error"
                                                  : "bad_request";
         return error_response(ApiError{

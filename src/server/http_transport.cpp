@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -202,6 +203,7 @@ struct HttpTransport::Impl {
   std::condition_variable idle;
   bool stopped = false;  // guarded by mutex
   int answering = 0;     // guarded by mutex; requests read whose response is not yet written
+  std::atomic<size_t> connections{0};  // open sessions (counted at accept, until they end)
 
   // Counts one request from its handler call until its response is written,
   // so that stop() lets the responses already decided reach their clients.
@@ -222,6 +224,7 @@ struct HttpTransport::Impl {
 
   awaitable<void> accept_loop();
   awaitable<void> session(tcp::socket socket);
+  awaitable<void> refuse(tcp::socket socket);
   awaitable<bool> write_now(beast::tcp_stream& stream, const HttpResponse& r, unsigned version,
                             bool keep_alive);
   awaitable<bool> serve_later(beast::tcp_stream& stream, beast::flat_buffer& buffer,
@@ -299,8 +302,26 @@ awaitable<void> HttpTransport::Impl::accept_loop() {
     }
     socket.set_option(tcp::no_delay(true), ec);  // each streamed token at once
     const auto executor = socket.get_executor();
+    if (connections.load() >= options.max_connections) {
+      asio::co_spawn(executor, refuse(std::move(socket)), asio::detached);
+      continue;
+    }
+    connections++;  // here, not in the session: the next accept must see it
     asio::co_spawn(executor, session(std::move(socket)), asio::detached);
   }
+}
+
+// One connection too many: 503 with Retry-After, then closed, without
+// reading its request.
+awaitable<void> HttpTransport::Impl::refuse(tcp::socket socket) {
+  beast::tcp_stream stream(std::move(socket));
+  HttpResponse r =
+      error_body(503, "too many open connections (server.max_connections is " +
+                          std::to_string(options.max_connections) + "); try again shortly");
+  r.headers.emplace_back("Retry-After", "1");
+  co_await write_now(stream, r, 11, /*keep_alive=*/false);
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
 }
 
 awaitable<bool> HttpTransport::Impl::write_now(beast::tcp_stream& stream, const HttpResponse& r,
@@ -316,6 +337,10 @@ awaitable<bool> HttpTransport::Impl::write_now(beast::tcp_stream& stream, const 
 }
 
 awaitable<void> HttpTransport::Impl::session(tcp::socket socket) {
+  struct Leaving {  // however the session ends, it no longer counts
+    std::atomic<size_t>& connections;
+    ~Leaving() { connections--; }
+  } leaving{connections};
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   bool keep_alive = true;

@@ -88,6 +88,9 @@ class HttpTransport {
     int io_threads = 2;
     size_t max_body_bytes = 1 << 20;
     size_t max_header_bytes = 16 << 10;
+    // Open connections; a new one past it is answered 503 (Retry-After: 1)
+    // and closed, so that idle or slow clients cannot take every socket.
+    size_t max_connections = 1024;
     // A kept-alive connection, until its next request's head.
     std::chrono::seconds idle_timeout{60};
     std::chrono::seconds read_timeout{30};   // a request's body, once its head is in
@@ -97,7 +100,7 @@ class HttpTransport {
   // it throws is answered 500.
   using Handler = std::function<HttpOutcome(HttpRequest&)>;
   // The body of an error the transport answers itself (400 bad HTTP, 413,
-  // 431, 500), in the wire format the handler speaks.
+  // 431, 500, 503 past max_connections), in the wire format the handler speaks.
   using ErrorBody = std::function<HttpResponse(int status, const std::string& message)>;
 
   HttpTransport(Options options, Handler handler, ErrorBody error_body);

@@ -7,7 +7,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <nlohmann/json.hpp>
+#include <thread>
 #include <vector>
 
 #include "support/process.h"
@@ -70,6 +72,36 @@ TEST(SlowClients, SixtyFourHalfSentRequestsLeaveHealthAndChatServed) {
   auto answer = client.Post("/v1/chat/completions", chat, "application/json");
   ASSERT_TRUE(answer);
   EXPECT_EQ(answer->status, 200) << answer->body;
+}
+
+// Polls GET /health (bounded, 10 s) until it answers `status`.
+httplib::Result health_until(const CalmServer& server, int status) {
+  httplib::Result res = server.client().Get("/health");
+  for (int i = 0; i < 200 && !(res && res->status == status); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    res = server.client().Get("/health");
+  }
+  return res;
+}
+
+TEST(SlowClients, PastMaxConnectionsANewConnectionGets503WithRetryAfterUntilOneCloses) {
+  CalmServer server("server: {max_connections: 4}\nmodels:\n  - id: tiny\n    gguf: " +
+                    testing::test_model("tiny-chatml.gguf") +
+                    "\n    context: 256\n    threads: 1\n");
+  std::vector<std::unique_ptr<HalfSentRequest>> slow;
+  for (int i = 0; i < 4; ++i) {
+    slow.push_back(std::make_unique<HalfSentRequest>(server.port(), "GET /health HTTP/1.1\r\n"));
+    ASSERT_TRUE(slow.back()->connected());
+  }
+  auto refused = health_until(server, 503);
+  ASSERT_TRUE(refused);
+  ASSERT_EQ(refused->status, 503) << refused->body;
+  EXPECT_EQ(refused->get_header_value("Retry-After"), "1");
+  EXPECT_EQ(json::parse(refused->body)["error"]["code"], "too_many_connections");
+  slow.pop_back();  // one closes: the next connection is served again
+  auto served = health_until(server, 200);
+  ASSERT_TRUE(served);
+  EXPECT_EQ(served->status, 200);
 }
 
 }  // namespace
