@@ -161,8 +161,9 @@ TEST(KnowledgeStore, RecordingNeverBlocksWhenTheQueueIsFull) {
   const auto start = std::chrono::steady_clock::now();
   for (int n = 1; n <= kRecords; ++n) store.record_request(make_record(n));
   const auto elapsed = std::chrono::steady_clock::now() - start;
-  // Blocking on the writer would take the whole 10 s busy timeout.
-  EXPECT_LT(elapsed, 2s);
+  // Blocking on the writer would take the whole 10 s busy timeout: half of
+  // it tells the two apart on any machine.
+  EXPECT_LT(elapsed, 5s);
   // At most one batch in the writer's hands and a full queue were accepted.
   EXPECT_GE(store.dropped(), uint64_t{kRecords - 2 * 8});
 

@@ -564,7 +564,7 @@ TEST_F(RemoteEngineTest, ReadTimeoutBecomesUnavailableKind) {
   EXPECT_EQ(out.error->kind(), EngineError::Kind::kUnavailable);
   EXPECT_NE(std::string(out.error->what()).find(upstream_.url()), std::string::npos);
   EXPECT_NE(std::string(out.error->what()).find("Read"), std::string::npos) << out.error->what();
-  EXPECT_LT(elapsed_ms(start), 2000);
+  EXPECT_LT(elapsed_ms(start), 4000);  // the 300 ms timeout, not a hang (drain gives up at 5 s)
 }
 
 TEST_F(RemoteEngineTest, SilenceMidStreamBecomesUnavailableKind) {
@@ -610,11 +610,11 @@ TEST_F(RemoteEngineTest, CancelStopsUpstreamRequest) {
 
   const auto start = Clock::now();
   stream->cancel();
-  Drained out = drain(*stream, 2000ms);
+  Drained out = drain(*stream, 4000ms);
   ASSERT_TRUE(out.result) << (out.error ? out.error->what() : "timed out");
   EXPECT_EQ(out.result->finish_reason, "cancelled");
   EXPECT_EQ(out.result->text.substr(0, 3), "tok");
-  EXPECT_LT(elapsed_ms(start), 1000);
+  EXPECT_LT(elapsed_ms(start), 2500);  // not the 5 s the upstream would stream for
   EXPECT_EQ(out.result->completion_tokens, static_cast<int>(out.result->text.size() / 3));
 
   const auto deadline = Clock::now() + 2s;
@@ -635,11 +635,11 @@ TEST_F(RemoteEngineTest, CancelWhileUpstreamIsSilentFinishesPromptly) {
 
   const auto start = Clock::now();
   stream->cancel();
-  Drained out = drain(*stream, 3000ms);
+  Drained out = drain(*stream, 8000ms);
   ASSERT_TRUE(out.result) << (out.error ? out.error->what() : "timed out");
   EXPECT_EQ(out.result->finish_reason, "cancelled");
   EXPECT_EQ(out.result->text, "");
-  EXPECT_LT(elapsed_ms(start), 1000);
+  EXPECT_LT(elapsed_ms(start), 5000);  // not the 10 s read timeout
 }
 
 TEST_F(RemoteEngineTest, DestructorAbortsInFlightRequests) {
@@ -655,7 +655,7 @@ TEST_F(RemoteEngineTest, DestructorAbortsInFlightRequests) {
 
   const auto start = Clock::now();
   engine.reset();
-  EXPECT_LT(elapsed_ms(start), 1500);
+  EXPECT_LT(elapsed_ms(start), 5000);  // not the 10 s read timeout
   ASSERT_TRUE(stream->closed());
   Drained out = drain(*stream, 100ms);
   ASSERT_TRUE(out.error);
