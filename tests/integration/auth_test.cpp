@@ -120,6 +120,21 @@ TEST_F(Auth, OverTheKeysRequestsPerMinuteIs429WithRetryAfter) {
   EXPECT_NE(metrics.find("code=\"invalid_api_key\""), std::string::npos);
 }
 
+TEST(AuthReload, AReloadReplacesTheKeys) {
+  const std::string root =
+      "    - name: root\n      sha256: " + sha256_hex("sk-root") + "\n      scope: admin\n";
+  CalmServer server(model_yaml() + "auth:\n  keys:\n" + root);
+  EXPECT_EQ(post_chat(server, "sk-bob")->status, 401);
+  std::ofstream(server.config_path())
+      << model_yaml() + "auth:\n  keys:\n" + root +
+             "    - name: bob\n      sha256: " + sha256_hex("sk-bob") + "\n";
+  httplib::Headers admin{{"Authorization", "Bearer sk-root"}};
+  auto reload = server.client().Post("/v1/calm/reload", admin, "", "application/json");
+  ASSERT_TRUE(reload);
+  ASSERT_EQ(reload->status, 200) << reload->body;
+  EXPECT_EQ(post_chat(server, "sk-bob")->status, 200);
+}
+
 struct CliRun {
   int code;
   std::string output;
