@@ -134,16 +134,18 @@ void ApiKeys::update(AuthConfig config) {
 ApiKeys::Decision ApiKeys::admit(const std::string& endpoint,
                                  const std::optional<std::string>& authorization) {
   Decision decision;
+  // Parsed and hashed before the lock: every request passes through here.
+  const std::string token = authorization ? bearer_token(*authorization) : "";
+  const std::string digest = token.empty() ? "" : sha256_hex(token);
   std::lock_guard lock(mutex_);
   if (!config_.enabled() || listed(config_.public_endpoints, endpoint)) return decision;
-  const std::string token = authorization ? bearer_token(*authorization) : "";
   if (token.empty()) {
     decision.status = 401;
     decision.code = "invalid_api_key";
     decision.message = "this endpoint needs an API key: send it as 'Authorization: Bearer KEY'";
     return decision;
   }
-  const auto it = keys_.find(sha256_hex(token));
+  const auto it = keys_.find(digest);
   if (it == keys_.end()) {
     decision.status = 401;
     decision.code = "invalid_api_key";

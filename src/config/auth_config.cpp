@@ -4,9 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "config/yaml_fields.h"
 
@@ -101,18 +99,9 @@ AuthConfig parse_auth_config(const YAML::Node& node, const std::string& source,
   parse_keys(fields, source, auth.keys, names, digests);
   if (fields.has("keys_file")) {
     const std::string path = resolve_path(fields.string("keys_file", ""), base_dir).string();
-    std::ifstream in(path);
-    if (!in) fields.fail("keys_file", "cannot open " + path);
-    std::stringstream text;
-    text << in.rdbuf();
-    YAML::Node root;
-    try {
-      root = YAML::Load(text.str());
-    } catch (const YAML::Exception& e) {
-      throw ConfigError(path + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
-    }
-    if (!root.IsMap()) throw ConfigError(path + ": expected a mapping with 'keys'");
-    Fields file(root, path, "");
+    const std::optional<std::string> text = read_text_file(path);
+    if (!text) fields.fail("keys_file", "cannot open " + path);
+    Fields file(parse_yaml_mapping(*text, path, "'keys'"), path, "");
     parse_keys(file, path, auth.keys, names, digests);
     file.reject_unknown();
   }

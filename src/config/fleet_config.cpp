@@ -8,7 +8,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "config/policy_names.h"
 #include "config/yaml_error.h"
@@ -243,17 +242,9 @@ LoopConfig parse_loop(const YAML::Node& node, const std::string& source, const f
 }  // namespace
 
 Goals load_goals_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot open the goals file");
-  std::stringstream text;
-  text << in.rdbuf();
-  YAML::Node root;
-  try {
-    root = YAML::Load(text.str());
-  } catch (const YAML::Exception& e) {
-    throw ConfigError(path + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
-  }
-  if (!root.IsMap()) throw ConfigError(path + ": expected a mapping with 'goals'");
+  const std::optional<std::string> text = read_text_file(path);
+  if (!text) throw ConfigError(path + ": cannot open the goals file");
+  const YAML::Node root = parse_yaml_mapping(*text, path, "'goals'");
   Goals goals;
   Fields top(root, path, "");
   const YAML::Node list = top.get("goals");
@@ -317,13 +308,7 @@ std::string default_embeddings_path() {
 
 FleetConfig parse_fleet_config(const std::string& yaml_text, const std::string& source,
                                const std::string& base_dir) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    throw ConfigError(source + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
-  }
-  if (!root.IsMap()) throw ConfigError(source + ": expected a mapping with 'server' and 'models'");
+  const YAML::Node root = parse_yaml_mapping(yaml_text, source, "'server' and 'models'");
 
   FleetConfig config;
   config.source = source;
@@ -363,12 +348,10 @@ FleetConfig parse_fleet_config(const std::string& yaml_text, const std::string& 
 }
 
 FleetConfig load_fleet_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot open the fleet file");
-  std::stringstream text;
-  text << in.rdbuf();
+  const std::optional<std::string> text = read_text_file(path);
+  if (!text) throw ConfigError(path + ": cannot open the fleet file");
   const fs::path base = fs::absolute(fs::path(path)).parent_path();
-  return parse_fleet_config(text.str(), path, base.string());
+  return parse_fleet_config(*text, path, base.string());
 }
 
 }  // namespace calm

@@ -9,7 +9,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -142,6 +145,30 @@ inline std::filesystem::path resolve_path(const std::string& text,
   }
   if (path.is_relative()) path = base_dir / path;
   return path.lexically_normal();
+}
+
+// The whole text of a file, or nullopt when it cannot be opened.
+inline std::optional<std::string> read_text_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Parses the YAML `text` of `source`, which must be a mapping. Throws
+// ConfigError "SOURCE:LINE: invalid YAML: ..." or "SOURCE: expected a mapping
+// with EXPECTED".
+inline YAML::Node parse_yaml_mapping(const std::string& text, const std::string& source,
+                                     const std::string& expected) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(source + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+  }
+  if (!root.IsMap()) throw ConfigError(source + ": expected a mapping with " + expected);
+  return root;
 }
 
 }  // namespace calm

@@ -135,17 +135,8 @@ TEST(AuthReload, AReloadReplacesTheKeys) {
   EXPECT_EQ(post_chat(server, "sk-bob")->status, 200);
 }
 
-struct CliRun {
-  int code;
-  std::string output;
-};
-
-CliRun run_calm(std::vector<std::string> args) {
-  args.insert(args.begin(), testing::env("CALM_BIN"));
-  testing::ChildProcess process(args, testing::temp_path("calm.out"));
-  const auto code = process.wait_exit(std::chrono::seconds(60));
-  return {code.value_or(-1), process.log()};
-}
+using testing::CliRun;
+using testing::run_calm;
 
 TEST(AuthStart, ANonLoopbackBindWithoutKeysIsRefusedSayingWhy) {
   const std::string fleet = testing::temp_path("open.yaml");

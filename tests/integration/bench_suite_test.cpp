@@ -19,18 +19,8 @@ namespace {
 
 using json = nlohmann::json;
 
-struct CliRun {
-  int code;
-  std::string output;
-};
-
-CliRun run_calm(std::vector<std::string> args, const std::string& log,
-                std::chrono::seconds timeout = std::chrono::seconds(240)) {
-  args.insert(args.begin(), testing::env("CALM_BIN"));
-  testing::ChildProcess process(args, log);
-  const auto code = process.wait_exit(timeout);
-  return {code.value_or(-1), process.log()};
-}
+using testing::CliRun;
+using testing::run_calm;
 
 bool finite_number(const json& value) {
   return value.is_number() && std::isfinite(value.get<double>());

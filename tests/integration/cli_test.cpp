@@ -9,17 +9,8 @@
 namespace calm {
 namespace {
 
-struct CliRun {
-  int code;
-  std::string output;
-};
-
-CliRun run_calm(std::vector<std::string> args) {
-  args.insert(args.begin(), testing::env("CALM_BIN"));
-  testing::ChildProcess process(args, testing::temp_path("calm.out"));
-  const auto code = process.wait_exit(std::chrono::seconds(30));
-  return {code.value_or(-1), process.log()};
-}
+using testing::CliRun;
+using testing::run_calm;
 
 TEST(Cli, ModelInfoPrintsJsonWithAMemoryEstimate) {
   const CliRun r = run_calm(

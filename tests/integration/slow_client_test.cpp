@@ -46,10 +46,15 @@ class HalfSentRequest {
   bool connected_ = false;
 };
 
+// One tiny model, with `server` settings (a YAML flow mapping's inside).
+std::string tiny_fleet(const std::string& server) {
+  return "server: {" + server +
+         "}\nmodels:\n  - id: tiny\n    gguf: " + testing::test_model("tiny-chatml.gguf") +
+         "\n    context: 256\n    threads: 1\n";
+}
+
 TEST(SlowClients, SixtyFourHalfSentRequestsLeaveHealthAndChatServed) {
-  CalmServer server("server: {http_threads: 2}\nmodels:\n  - id: tiny\n    gguf: " +
-                    testing::test_model("tiny-chatml.gguf") +
-                    "\n    context: 256\n    threads: 1\n");
+  CalmServer server(tiny_fleet("http_threads: 2"));
   std::vector<std::unique_ptr<HalfSentRequest>> slow;
   for (int i = 0; i < 64; ++i) {
     // Half of them stop inside the head, half inside the body.
@@ -85,9 +90,7 @@ httplib::Result health_until(const CalmServer& server, int status) {
 }
 
 TEST(SlowClients, PastMaxConnectionsANewConnectionGets503WithRetryAfterUntilOneCloses) {
-  CalmServer server("server: {max_connections: 4}\nmodels:\n  - id: tiny\n    gguf: " +
-                    testing::test_model("tiny-chatml.gguf") +
-                    "\n    context: 256\n    threads: 1\n");
+  CalmServer server(tiny_fleet("max_connections: 4"));
   std::vector<std::unique_ptr<HalfSentRequest>> slow;
   for (int i = 0; i < 4; ++i) {
     slow.push_back(std::make_unique<HalfSentRequest>(server.port(), "GET /health HTTP/1.1\r\n"));

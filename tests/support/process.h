@@ -93,6 +93,21 @@ inline std::string temp_path(const std::string& name) {
   return (std::filesystem::path(pattern) / name).string();
 }
 
+// One `calm` command (not serve) run to its end: its exit code (-1 if it ran
+// past the timeout and was stopped) and what it printed. The output goes to
+// `log`, or to a new temporary file.
+struct CliRun {
+  int code;
+  std::string output;
+};
+inline CliRun run_calm(std::vector<std::string> args, const std::string& log = "",
+                       std::chrono::seconds timeout = std::chrono::seconds(240)) {
+  args.insert(args.begin(), env("CALM_BIN"));
+  ChildProcess process(args, log.empty() ? temp_path("calm.out") : log);
+  const auto code = process.wait_exit(timeout);
+  return {code.value_or(-1), process.log()};
+}
+
 // A fleet file already on disk, for CalmServer (its relative paths resolve
 // against its own folder, as `calm serve` resolves them).
 struct FleetFile {
