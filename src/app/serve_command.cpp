@@ -9,6 +9,7 @@
 #include "app/fleet_reloader.h"
 #include "auth/api_keys.h"
 #include "config/fleet_config.h"
+#include "failover/circuit_breakers.h"
 #include "knowledge/knowledge_store.h"
 #include "mapek/mape_loop.h"
 #include "meters/energy_attributor.h"
@@ -169,7 +170,28 @@ Command add_serve_command(CLI::App& app) {
       }
     }
     MapeLoop loop(loop_config, semantic, knowledge, &scheduler, resident.get());
-    ServerMetrics metrics(resident->cache(), scheduler, loop);
+    // A model whose backend keeps failing is taken out for a cooldown, then
+    // health-checked: a remote is asked its /health, a local model (whose
+    // failures are loads) gets a trial request.
+    CircuitBreakers breakers(
+        {.failures = config.failover.breaker_failures,
+         .cooldown = config.failover.breaker_cooldown},
+        [&registry](const std::string& model, std::string& detail) {
+          const Registry::EntryPtr entry = registry.find(model);
+          if (entry == nullptr || entry->config.is_local()) return true;
+          const EngineHealth health = entry->engine->health();
+          detail = health.detail;
+          return health.ok;
+        },
+        [&loop](const CircuitBreakers::Change& change) {
+          loop.log_adaptation("breaker", "model '" + change.model + "': " + change.reason,
+                              {{"model", change.model},
+                               {"failures_in_a_row", change.status.failures_in_a_row},
+                               {"retry_in_ms", change.status.retry_in.count()}},
+                              {{"state", CircuitBreakers::state_name(change.from)}},
+                              {{"state", CircuitBreakers::state_name(change.to)}});
+        });
+    ServerMetrics metrics(resident->cache(), scheduler, loop, &breakers);
     spdlog::info("energy: {}; MAPE-K loop {}", meter->source(),
                  loop_config.enabled ? "on" : "off (monitoring only)");
 
@@ -182,10 +204,15 @@ Command add_serve_command(CLI::App& app) {
          .loop = &loop,
          .energy = &energy,
          .on_record = [&metrics](const RequestMetrics& m) { metrics.record(m); },
-         .on_refusal =
-             [&metrics](const ApiError& e) { metrics.record_refusal(e.status, e.code); }});
-    HttpServer server(config.server,
-                      {registry, *resident, scheduler, pipeline, semantic, &loop, &metrics, &keys});
+         .on_refusal = [&metrics](const ApiError& e) { metrics.record_refusal(e.status, e.code); },
+         .breakers = &breakers,
+         .max_retries = config.failover.max_retries,
+         .on_retry = [&metrics](const std::string& failed,
+                                const std::string&) { metrics.record_retry(failed); },
+         .on_failure = [&metrics](const std::string& model, const ApiError&,
+                                  bool mid_stream) { metrics.record_failure(model, mid_stream); }});
+    HttpServer server(config.server, {registry, *resident, scheduler, pipeline, semantic, &loop,
+                                      &metrics, &keys, &breakers});
     FleetReloader reloader(
         args->config, registry, *resident, scheduler, semantic,
         {.keys = &keys, .host = config.server.host, .insecure = config.server.insecure});

@@ -132,6 +132,7 @@ ModelConfig parse_model(const YAML::Node& node, const std::string& source, size_
   if (fields.has("preload")) model.preload = fields.boolean("preload", false);
   model.max_in_flight =
       static_cast<int>(fields.integer("max_in_flight", model.max_in_flight, 0, 1 << 20));
+  model.fallbacks = fields.strings("fallbacks");
   model.inject_delay_ms =
       static_cast<int>(fields.integer("inject_delay_ms", model.inject_delay_ms, 0, 600000));
   model.inject_load_delay_ms = static_cast<int>(
@@ -199,6 +200,41 @@ CacheConfig parse_cache(const YAML::Node& node, const std::string& source) {
   cache.prefetch = fields.boolean("prefetch", cache.prefetch);
   fields.reject_unknown();
   return cache;
+}
+
+FailoverConfig parse_failover(const YAML::Node& node, const std::string& source) {
+  FailoverConfig failover;
+  if (!node.IsDefined() || node.IsNull()) return failover;
+  Fields fields(node, source, "failover");
+  failover.max_retries =
+      static_cast<int>(fields.integer("max_retries", failover.max_retries, 0, 16));
+  failover.breaker_failures =
+      static_cast<int>(fields.integer("breaker_failures", failover.breaker_failures, 1, 1000));
+  failover.breaker_cooldown =
+      seconds_field(fields, "breaker_cooldown_s", failover.breaker_cooldown);
+  fields.reject_unknown();
+  return failover;
+}
+
+// Every fallback names another model of the fleet, once.
+void check_fallbacks(const FleetConfig& config, const YAML::Node& models,
+                     const std::string& source) {
+  std::set<std::string> ids;
+  for (const auto& m : config.models) ids.insert(m.id);
+  for (size_t i = 0; i < config.models.size(); ++i) {
+    const ModelConfig& model = config.models[i];
+    std::set<std::string> seen;
+    for (const std::string& fallback : model.fallbacks) {
+      Fields fields(models[i], source, "models[" + std::to_string(i) + "]");
+      if (fallback == model.id) fields.fail("fallbacks", "'" + fallback + "' is the model itself");
+      if (!ids.count(fallback)) {
+        fields.fail("fallbacks", "'" + fallback + "' is not a model of this fleet");
+      }
+      if (!seen.insert(fallback).second) {
+        fields.fail("fallbacks", "'" + fallback + "' is listed twice");
+      }
+    }
+  }
 }
 
 SchedulerConfig parse_scheduler(const YAML::Node& node, const std::string& source) {
@@ -340,6 +376,8 @@ FleetConfig parse_fleet_config(const std::string& yaml_text, const std::string& 
   }
   config.cache = parse_cache(top.get("cache"), source);
   config.scheduler = parse_scheduler(top.get("scheduler"), source);
+  config.failover = parse_failover(top.get("failover"), source);
+  check_fallbacks(config, models, source);
   const YAML::Node loop = top.get("loop");
   if (loop.IsDefined()) config.loop = parse_loop(loop, source, base_dir);
   config.auth = parse_auth_config(top.get("auth"), source, base_dir);

@@ -96,6 +96,11 @@ struct ModelConfig {
   bool pinned = false;          // never evicted from the cache
   std::optional<bool> preload;  // load at start; unset: yes unless cache.budget is set
   int max_in_flight = 0;        // queued + running; more get 429; 0: no limit
+  // Other model ids that answer when this one's backend fails before the
+  // first token (failover:, pipeline/request_pipeline.h), tried in order.
+  // Empty: a request naming this model has none; a routed one gets the
+  // router's next candidates.
+  std::vector<std::string> fallbacks;
   // Fault injection, for tests: every answer of this model is delayed this
   // long before it starts; every load of it takes this much longer (a slow
   // disk, a large file). 0: none.
@@ -133,6 +138,13 @@ struct ServerConfig {
   // Listen on an address other than loopback with no API keys (auth.keys):
   // anyone who reaches the port may then run, reload and read the fleet.
   bool insecure = false;
+};
+
+// Failover and circuit breakers (failover/circuit_breakers.h).
+struct FailoverConfig {
+  int max_retries = 2;       // fallbacks tried per request after the first model fails
+  int breaker_failures = 3;  // failures in a row that open a breaker
+  std::chrono::milliseconds breaker_cooldown{10000};  // open this long before a health check
 };
 
 struct RouterConfig {
@@ -192,6 +204,7 @@ struct FleetConfig {
   std::optional<RouterConfig> router;  // absent: requests name their model
   CacheConfig cache;
   SchedulerConfig scheduler;
+  FailoverConfig failover;
   std::optional<LoopConfig> loop;  // absent: no MAPE-K loop
   AuthConfig auth;                 // no keys: every endpoint is open
 };

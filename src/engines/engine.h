@@ -80,10 +80,18 @@ class EngineError : public std::runtime_error {
     kContextOverflow,  // 400: prompt longer than the model's context
     kUnavailable,      // 503: model failed to load, backend down, engine stopping
     kUpstream,         // 502: a remote backend answered with an error or garbage
+    kTimeout,          // 504: a remote backend did not connect or answer in time
     kInternal,         // 500
   };
   EngineError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
   Kind kind() const { return kind_; }
+  // The backend failed (down, broken, too slow), not the request: another
+  // model may answer it (failover), and it counts against the backend's
+  // circuit breaker.
+  bool backend_failure() const {
+    return kind_ == Kind::kUnavailable || kind_ == Kind::kUpstream || kind_ == Kind::kTimeout ||
+           kind_ == Kind::kInternal;
+  }
 
  private:
   Kind kind_;

@@ -358,8 +358,13 @@ RemoteOutcome RemoteEngine::run_call(Call& call, httplib::ClientImpl& client) {
     if (!sent) {
       long verify = 0;
       if (url_.tls()) verify = static_cast<httplib::SSLClient&>(client).get_openssl_verify_result();
+      // No connection in time, or a connection that stayed silent for the
+      // whole read timeout: too slow (504), rather than down (503).
+      const bool timed_out = error == httplib::Error::ConnectionTimeout ||
+                             (error == httplib::Error::Read && !reply.received_anything() &&
+                              Clock::now() - attempt_start >= options_.read_timeout * 9 / 10);
       return EngineError(
-          Kind::kUnavailable,
+          timed_out ? Kind::kTimeout : Kind::kUnavailable,
           describe() + ": " +
               transport_error_text(error, options_.connect_timeout, options_.read_timeout, verify));
     }

@@ -110,7 +110,9 @@ class RemoteEngine : public Engine {
   // Thread-safe; returns at once (the generation waits in the queue for a
   // worker). Throws EngineError(kUnavailable) when the engine is not loaded
   // or the URL is unusable. Upstream failures arrive through the stream:
-  //   connection failure or timeout       -> kUnavailable
+  //   connection refused or lost          -> kUnavailable
+  //   no connection within connect_timeout,
+  //   or silence for the whole read_timeout -> kTimeout
   //   TLS handshake or certificate failure -> kUnavailable
   //   upstream 503                         -> kUnavailable
   //   upstream 4xx about context length    -> kContextOverflow

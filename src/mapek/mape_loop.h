@@ -78,10 +78,14 @@ class MapeLoop {
   // The routing weights in use; nullopt without a router. Thread-safe, cheap.
   std::optional<PolicySettings> routing() const;
 
- private:
+  // Records an adaptation made outside the loop's own plans (a circuit
+  // breaker that opens or closes): logged, kept for /v1/calm/adaptations and
+  // written to the knowledge store like the loop's. Thread-safe.
   void log_adaptation(const std::string& kind, const std::string& reason,
                       const nlohmann::json& figures, const nlohmann::json& before,
                       const nlohmann::json& after);
+
+ private:
   void restore_windows();
   void run();
 

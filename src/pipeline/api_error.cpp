@@ -26,6 +26,8 @@ ApiError ApiError::from_engine(const EngineError& error) {
       return ApiError{503, error.what(), "server_error", "", "model_unavailable"};
     case Kind::kUpstream:
       return ApiError{502, error.what(), "server_error", "", "upstream_error"};
+    case Kind::kTimeout:
+      return ApiError{504, error.what(), "server_error", "", "upstream_timeout"};
     case Kind::kInternal:
       break;
   }

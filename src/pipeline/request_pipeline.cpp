@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <deque>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -43,6 +45,16 @@ ApiError cancelled_error() {
   return ApiError{499, "the client closed the request", "invalid_request_error", "", "cancelled"};
 }
 
+ApiError circuit_open(const std::string& id, const CircuitBreakers::Status& status) {
+  const auto retry_s = static_cast<int>((status.retry_in.count() + 999) / 1000);
+  ApiError error = unavailable("the model '" + id + "' is out of service after " +
+                               std::to_string(status.failures_in_a_row) +
+                               " failures in a row (circuit open; health-checked again in " +
+                               std::to_string(retry_s) + " s); the last: " + status.last_error);
+  error.retry_after_s = std::max(1, retry_s);
+  return error;
+}
+
 }  // namespace
 
 // A routed request needs words to route by.
@@ -64,11 +76,15 @@ struct RequestPipeline::Call::State {
   std::shared_ptr<PipelineSink> sink;
 
   std::mutex mutex;
-  bool ended = false;        // guarded by mutex; the sink was told the end
-  bool cancelled = false;    // guarded by mutex
-  bool started = false;      // guarded by mutex; the scheduler started it
-  bool delayed = false;      // guarded by mutex; waiting out models[].inject_delay_ms
-  Registry::EntryPtr entry;  // guarded by mutex
+  bool ended = false;         // guarded by mutex; the sink was told the end
+  bool cancelled = false;     // guarded by mutex
+  bool started = false;       // guarded by mutex; the scheduler started it
+  bool delayed = false;       // guarded by mutex; waiting out models[].inject_delay_ms
+  bool told_started = false;  // guarded by mutex; the sink was told started
+  bool delivered = false;     // guarded by mutex; a delta reached the sink: no failover now
+  int retries = 0;            // guarded by mutex; fallbacks tried
+  std::deque<Registry::EntryPtr> fallbacks;         // guarded by mutex; not yet tried, in order
+  Registry::EntryPtr entry;                         // guarded by mutex; the model being tried
   std::shared_ptr<Scheduler::Admission> admission;  // guarded by mutex
   std::unique_ptr<Scheduler::Ticket> ticket;        // guarded by mutex
   std::shared_ptr<GenerationStream> stream;         // guarded by mutex
@@ -85,7 +101,11 @@ RequestPipeline::RequestPipeline(Parts parts)
       loop_(parts.loop),
       energy_(parts.energy),
       on_record_(std::move(parts.on_record)),
-      on_refusal_(std::move(parts.on_refusal)) {}
+      on_refusal_(std::move(parts.on_refusal)),
+      breakers_(parts.breakers),
+      max_retries_(parts.max_retries),
+      on_retry_(std::move(parts.on_retry)),
+      on_failure_(std::move(parts.on_failure)) {}
 
 RequestPipeline::~RequestPipeline() {
   drain(std::chrono::milliseconds(0));
@@ -125,66 +145,148 @@ void RequestPipeline::admit(const std::shared_ptr<Call::State>& call) {
     if (semantic && request.model == semantic->settings().auto_model) {
       require_query_text(request.generation);
     }
-    const auto decision = router_.route(request.model, request.generation);
+    auto decision = router_.route(request.model, request.generation);
     if (!decision) {
       throw ApiError{404,
                      "the model '" + request.model + "' does not exist (GET /v1/models lists them)",
                      "invalid_request_error", "model", "model_not_found"};
     }
-    const Registry::EntryPtr entry = decision->entry;
-    const std::string& id = entry->config.id;
-    const bool local = entry->config.is_local();
-    if (!local && !registry_.ensure_ready(entry)) {
-      const std::string why = entry->load_error();
-      throw unavailable("the model '" + id + "' is unavailable" + (why.empty() ? "" : ": " + why));
-    }
     {
       std::lock_guard lock(call->mutex);
-      call->entry = entry;
+      call->fallbacks.assign(decision->fallbacks.begin(), decision->fallbacks.end());
       call->start.response_id = random_id(request.id_prefix);
-      call->start.model = id;
-      call->start.route_reason = decision->reason;
-      call->start.local = local;
       call->start.fleet_version = fleet_version;
     }
-    if (local) resident_.note_request(id);
-    std::shared_ptr<Scheduler::Admission> admission;
-    try {
-      admission = scheduler_.submit(
-          id,
-          [this, call](std::unique_ptr<Scheduler::Ticket> ticket) {
-            start(call, std::move(ticket));
-          },
-          [this, call](std::exception_ptr error) {
-            try {
-              std::rethrow_exception(error);
-            } catch (const SchedulerError& e) {
-              fail(call, ApiError::from_scheduler(e));
-            } catch (const CacheError& e) {
-              fail(call, unavailable(e.what()));
-            }
-          });
-    } catch (const SchedulerError& e) {
-      throw ApiError::from_scheduler(e);
-    } catch (const CacheError& e) {
-      throw unavailable(e.what());
-    } catch (const std::out_of_range&) {
-      // The registry and the scheduler disagree about the fleet: cannot
-      // happen while it is held (a reload publishes both in one step), but
-      // it would be a clear 503 rather than a 500.
-      throw unavailable("the model '" + id + "' was removed from the fleet by a reload");
-    }
-    bool withdraw = false;
-    {
-      std::lock_guard lock(call->mutex);
-      call->admission = admission;
-      withdraw = call->cancelled && !call->started;
-    }
-    // The client left while it was being admitted.
-    if (withdraw && admission->cancel()) fail(call, cancelled_error());
+    attempt(call, std::move(decision->entry), decision->reason);
   } catch (const ApiError& error) {
     fail(call, error);
   }
+}
+
+void RequestPipeline::attempt(const std::shared_ptr<Call::State>& call, Registry::EntryPtr entry,
+                              const std::string& reason) {
+  const std::string id = entry->config.id;
+  const bool local = entry->config.is_local();
+  if (breakers_ && !breakers_->allow(id)) {
+    if (const auto status = breakers_->status(id)) {
+      fail_over(call, id, circuit_open(id, *status), /*backend_failure=*/false);
+      return;
+    }
+  }
+  if (!local && !registry_.ensure_ready(entry)) {
+    // A remote the registry already knows is down (and asks again on its
+    // own): not counted against the breaker, but a fallback may answer.
+    const std::string why = entry->load_error();
+    fail_over(
+        call, id,
+        unavailable("the model '" + id + "' is unavailable" + (why.empty() ? "" : ": " + why)),
+        /*backend_failure=*/false);
+    return;
+  }
+  {
+    std::unique_lock lock(call->mutex);
+    if (call->ended) return;
+    if (call->cancelled) {  // left while its retry waited
+      lock.unlock();
+      fail(call, cancelled_error());
+      return;
+    }
+    call->entry = std::move(entry);
+    call->started = false;
+    call->start.model = id;
+    call->start.route_reason = reason;
+    call->start.local = local;
+  }
+  if (local) resident_.note_request(id);
+  std::shared_ptr<Scheduler::Admission> admission;
+  try {
+    admission = scheduler_.submit(
+        id,
+        [this, call](std::unique_ptr<Scheduler::Ticket> ticket) { start(call, std::move(ticket)); },
+        [this, call, id](std::exception_ptr error) {
+          try {
+            std::rethrow_exception(error);
+          } catch (const SchedulerError& e) {
+            fail(call, ApiError::from_scheduler(e));
+          } catch (const CacheError& e) {
+            fail_over(call, id, unavailable(e.what()), /*backend_failure=*/true);  // a failed load
+          }
+        });
+  } catch (const SchedulerError& e) {
+    fail(call, ApiError::from_scheduler(e));
+    return;
+  } catch (const CacheError& e) {
+    fail_over(call, id, unavailable(e.what()), /*backend_failure=*/true);
+    return;
+  } catch (const std::out_of_range&) {
+    // The registry and the scheduler disagree about the fleet: cannot
+    // happen while it is held (a reload publishes both in one step), but
+    // it would be a clear 503 rather than a 500.
+    fail_over(call, id,
+              unavailable("the model '" + id + "' was removed from the fleet by a reload"),
+              /*backend_failure=*/false);
+    return;
+  }
+  bool withdraw = false;
+  {
+    std::lock_guard lock(call->mutex);
+    call->admission = admission;
+    withdraw = call->cancelled && !call->started;
+  }
+  // The client left while it was being admitted.
+  if (withdraw && admission->cancel()) fail(call, cancelled_error());
+}
+
+void RequestPipeline::fail_over(const std::shared_ptr<Call::State>& call, const std::string& model,
+                                const ApiError& error, bool backend_failure) {
+  if (backend_failure && breakers_) breakers_->record_failure(model, error.message);
+  // This try's place in the queue, slot and stream are let go (outside the
+  // lock: a ticket's release starts the next request).
+  std::unique_ptr<Scheduler::Ticket> ticket;
+  std::shared_ptr<GenerationStream> stream;
+  std::unique_ptr<EnergyShare> energy;
+  Registry::EntryPtr next;
+  bool cancelled = false;
+  {
+    std::lock_guard lock(call->mutex);
+    if (call->ended) return;
+    ticket = std::move(call->ticket);
+    stream = std::move(call->stream);
+    energy = std::move(call->energy);
+    call->admission.reset();
+    cancelled = call->cancelled;
+    while (!cancelled && next == nullptr && !call->fallbacks.empty() &&
+           call->retries < max_retries_) {
+      Registry::EntryPtr candidate = std::move(call->fallbacks.front());
+      call->fallbacks.pop_front();
+      // One whose breaker is open is passed over, not tried.
+      if (breakers_ && !breakers_->allow(candidate->config.id)) continue;
+      next = std::move(candidate);
+      call->retries++;
+    }
+  }
+  if (stream) stream->cancel();
+  ticket.reset();
+  if (cancelled) {
+    fail(call, cancelled_error());
+    return;
+  }
+  if (next == nullptr) {
+    if (backend_failure && on_failure_) on_failure_(model, error, /*mid_stream=*/false);
+    fail(call, error);
+    return;
+  }
+  const std::string next_id = next->config.id;
+  spdlog::warn("failover: '{}' failed before its first token ({}); trying '{}'", model,
+               error.message, next_id);
+  if (on_retry_) on_retry_(model, next_id);
+  // Admitted again off this thread (often an engine's or the loader's), with
+  // the fleet held, as a new request would be.
+  const std::string reason = "fallback for '" + model + "' (" + error.code + ")";
+  delays_.after(std::chrono::milliseconds(0), [this, call, next = std::move(next), reason] {
+    const auto fleet = registry_.hold_fleet();
+    attempt(call, next, reason);
+  });
 }
 
 void RequestPipeline::start(const std::shared_ptr<Call::State>& call,
@@ -244,10 +346,13 @@ void RequestPipeline::run_engine(const std::shared_ptr<Call::State>& call) {
     call->energy = std::move(energy);
     call->stream = stream;
     call->start.created = unix_now();
-    call->sink->started(call->start);
     if (call->cancelled) stream->cancel();  // the client left while it started
   } catch (const EngineError& error) {
-    fail(call, ApiError::from_engine(error));
+    if (error.backend_failure()) {
+      fail_over(call, entry->config.id, ApiError::from_engine(error), /*backend_failure=*/true);
+    } else {
+      fail(call, ApiError::from_engine(error));
+    }
     return;
   }
   stream->set_listener([this, call] { drain_stream(call); }, !call->request.stream);
@@ -255,25 +360,60 @@ void RequestPipeline::run_engine(const std::shared_ptr<Call::State>& call) {
 
 void RequestPipeline::drain_stream(const std::shared_ptr<Call::State>& call) {
   bool ended = false;
+  std::optional<ApiError> retry;  // failed before the client saw anything
+  std::optional<ApiError> failure;
+  bool mid_stream = false;
+  bool succeeded = false;
+  std::string model;
   {
     std::lock_guard lock(call->mutex);
     if (call->ended) return;
+    model = call->start.model;
+    // The head goes out with the first token (or the end): until then the
+    // request can still fail over without the client seeing it.
+    const auto tell_started = [&] {
+      if (!call->told_started) call->sink->started(call->start);
+      call->told_started = true;
+    };
     while (auto event = call->stream->try_next()) {
       if (const auto* delta = std::get_if<GenerationStream::Delta>(&*event)) {
-        if (call->request.stream) call->sink->delta(delta->text);
+        if (call->request.stream) {
+          tell_started();
+          call->sink->delta(delta->text);
+          call->delivered = true;
+        }
         continue;
       }
-      call->ended = ended = true;
       if (const auto* result = std::get_if<GenerationResult>(&*event)) {
+        call->ended = ended = true;
+        succeeded = result->finish_reason != "cancelled";
+        tell_started();
         monitor(*call, *result);
         call->sink->finished(*result);
-      } else {
-        const ApiError error = ApiError::from_engine(std::get<EngineError>(*event));
-        if (on_refusal_) on_refusal_(error);
-        call->sink->failed(error);
+        break;
       }
+      const EngineError& engine_error = std::get<EngineError>(*event);
+      const ApiError error = ApiError::from_engine(engine_error);
+      if (engine_error.backend_failure() && !call->delivered && !call->cancelled) {
+        retry = error;
+        break;
+      }
+      call->ended = ended = true;
+      if (engine_error.backend_failure()) failure = error;
+      mid_stream = call->delivered;
+      if (on_refusal_) on_refusal_(error);
+      call->sink->failed(error);
       break;
     }
+  }
+  if (retry) {
+    fail_over(call, model, *retry, /*backend_failure=*/true);
+    return;
+  }
+  if (breakers_ && succeeded) breakers_->record_success(model);
+  if (failure) {
+    if (breakers_) breakers_->record_failure(model, failure->message);
+    if (on_failure_) on_failure_(model, *failure, mid_stream);
   }
   if (ended) end(call);
 }

@@ -24,6 +24,18 @@
 //   replaced runs on the replacement (the cache loads only the current one).
 // - Local and remote models go through the same admission: the queue limit,
 //   each model's max_in_flight and the queue timeout.
+// - Failover: when the model's backend fails before anything reached the
+//   client (a remote that is down, a load that fails, a connection refused,
+//   a 5xx, a timeout), the request goes to the route's next fallback
+//   (RouteDecision::fallbacks), at most `max_retries` times, each retry
+//   admitted like a new request. A streamed request's head (and so its
+//   `x-calm-model`) goes out with its first token, so the client only ever
+//   sees the model that answers. A failure after the first streamed token
+//   ends the stream with an error event and [DONE]; a non-streamed answer
+//   has sent nothing until it ends, so it can fail over at any point.
+//   Each backend failure counts against the model's circuit breaker, each
+//   success resets it, and a model whose breaker is open is skipped (or
+//   answered 503 with Retry-After when nothing else can answer).
 // - drain() refuses new requests with 503 and waits (bounded) for the ones in
 //   flight; what is left when the grace ends is cancelled.
 //
@@ -44,6 +56,7 @@
 
 #include "cache/resident_set.h"
 #include "engines/engine.h"
+#include "failover/circuit_breakers.h"
 #include "mapek/mape_loop.h"
 #include "meters/energy_attributor.h"
 #include "pipeline/api_error.h"
@@ -101,6 +114,14 @@ class RequestPipeline {
     // be empty. Called on whichever thread ends the request; must not block.
     std::function<void(const RequestMetrics&)> on_record;
     std::function<void(const ApiError&)> on_refusal;
+    // Failover: the breakers (may be null: none), the retries per request,
+    // and told of each retry (the model that failed, the one tried next)
+    // and of each request that failed for good (`mid_stream`: after its
+    // first token reached the client). Same threading as on_record.
+    CircuitBreakers* breakers = nullptr;
+    int max_retries = 0;
+    std::function<void(const std::string& failed, const std::string& next)> on_retry;
+    std::function<void(const std::string& model, const ApiError&, bool mid_stream)> on_failure;
   };
   explicit RequestPipeline(Parts parts);
   ~RequestPipeline();  // drains with no grace
@@ -133,6 +154,14 @@ class RequestPipeline {
 
  private:
   void admit(const std::shared_ptr<Call::State>& call);
+  // One model's try: its breaker, its readiness, then the queue. Called
+  // while the fleet is held.
+  void attempt(const std::shared_ptr<Call::State>& call, Registry::EntryPtr entry,
+               const std::string& reason);
+  // `model` failed before anything reached the client: the next fallback
+  // gets the request, or the client gets `error`.
+  void fail_over(const std::shared_ptr<Call::State>& call, const std::string& model,
+                 const ApiError& error, bool backend_failure);
   void start(const std::shared_ptr<Call::State>& call, std::unique_ptr<Scheduler::Ticket> ticket);
   void run_engine(const std::shared_ptr<Call::State>& call);
   void drain_stream(const std::shared_ptr<Call::State>& call);
@@ -149,7 +178,11 @@ class RequestPipeline {
   EnergyAttributor* energy_;
   std::function<void(const RequestMetrics&)> on_record_;
   std::function<void(const ApiError&)> on_refusal_;
-  DelayQueue delays_;  // models[].inject_delay_ms, without holding a thread
+  CircuitBreakers* breakers_;
+  int max_retries_;
+  std::function<void(const std::string&, const std::string&)> on_retry_;
+  std::function<void(const std::string&, const ApiError&, bool)> on_failure_;
+  DelayQueue delays_;  // models[].inject_delay_ms and failover retries, without holding a thread
 
   std::atomic<bool> draining_{false};
   mutable std::mutex mutex_;

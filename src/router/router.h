@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "engines/engine.h"
 #include "registry/registry.h"
@@ -17,7 +18,15 @@ namespace calm {
 struct RouteDecision {
   Registry::EntryPtr entry;  // never null in a returned decision; keeps the model alive
   std::string reason;        // one line, for logs and headers
+  // Who answers, in order, if `entry`'s backend fails before the first token:
+  // the model's own `fallbacks:`, or (routed requests, when it lists none)
+  // the router's next candidates. Never holds `entry`.
+  std::vector<Registry::EntryPtr> fallbacks;
 };
+
+// The entries of a model's `fallbacks:` that the registry holds, in order.
+std::vector<Registry::EntryPtr> listed_fallbacks(const Registry& registry,
+                                                 const Registry::Entry& entry);
 
 class Router {
  public:

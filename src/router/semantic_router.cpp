@@ -183,22 +183,35 @@ std::optional<RouteDecision> AutoRouter::route(const std::string& requested_mode
   if (requested_model != semantic->settings().auto_model) {
     Registry::EntryPtr entry = registry_.find(requested_model);
     if (entry == nullptr) return std::nullopt;
-    return RouteDecision{entry, "named in the request"};
+    auto fallbacks = listed_fallbacks(registry_, *entry);
+    return RouteDecision{std::move(entry), "named in the request", std::move(fallbacks)};
   }
   const Ranking ranking =
       semantic->rank(SemanticRouter::query_text(request),
                      [this](const std::string& id) { return registry_.is_ready(id); });
   // The best candidate still in the registry: during a reload the router
   // can briefly know a model that the registry has just dropped.
-  for (const ScoredCandidate& best : ranking.candidates) {
-    Registry::EntryPtr entry = registry_.find(best.id);
+  std::optional<RouteDecision> decision;
+  std::vector<Registry::EntryPtr> next;  // the candidates after the best, in rank order
+  for (const ScoredCandidate& candidate : ranking.candidates) {
+    Registry::EntryPtr entry = registry_.find(candidate.id);
     if (entry == nullptr) continue;
+    if (decision) {
+      next.push_back(std::move(entry));
+      continue;
+    }
     std::ostringstream reason;
-    reason << policy_name(ranking.policy) << " score " << best.score << " (similarity "
-           << best.similarity << (ranking.query_known ? "" : ", no known word in the query") << ")";
-    return RouteDecision{std::move(entry), reason.str()};
+    reason << policy_name(ranking.policy) << " score " << candidate.score << " (similarity "
+           << candidate.similarity << (ranking.query_known ? "" : ", no known word in the query")
+           << ")";
+    decision = RouteDecision{std::move(entry), reason.str(), {}};
   }
-  return std::nullopt;
+  if (decision) {
+    decision->fallbacks = decision->entry->config.fallbacks.empty()
+                              ? std::move(next)
+                              : listed_fallbacks(registry_, *decision->entry);
+  }
+  return decision;
 }
 
 }  // namespace calm

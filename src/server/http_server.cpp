@@ -39,6 +39,16 @@ ApiError not_found(const HttpRequest& request) {
                   "invalid_request_error", "", "not_found"};
 }
 
+// A model's circuit breaker, for /v1/models and /v1/calm/state.
+json breaker_json(const CircuitBreakers::Status& s) {
+  return {{"state", CircuitBreakers::state_name(s.state)},
+          {"failures_in_a_row", s.failures_in_a_row},
+          {"failures", s.failures},
+          {"opened", s.opened},
+          {"retry_in_ms", s.retry_in.count()},
+          {"last_error", s.last_error}};
+}
+
 }  // namespace
 
 nlohmann::json ranking_json(const Ranking& ranking, double decision_ms) {
@@ -74,6 +84,7 @@ HttpServer::HttpServer(ServerConfig config, Parts parts)
       loop_(parts.loop),
       metrics_(parts.metrics),
       keys_(parts.keys),
+      breakers_(parts.breakers),
       reload_worker_(std::make_unique<DelayQueue>()) {
   HttpTransport::Options options;
   options.host = config_.host;
@@ -253,6 +264,9 @@ HttpResponse HttpServer::models() const {
                  {"ready", entry->ready()},
                  {"status", status.substr(0, status.find(':'))}};
     if (status.rfind("unavailable", 0) == 0) info["error"] = status.substr(status.find(':') + 2);
+    if (const auto breaker = breakers_ ? breakers_->status(c.id) : std::nullopt) {
+      info["breaker"] = breaker_json(*breaker);
+    }
     data.push_back(
         {{"id", c.id}, {"object", "model"}, {"created", 0}, {"owned_by", "calm"}, {"calm", info}});
   }
@@ -324,8 +338,16 @@ HttpResponse HttpServer::route(const HttpRequest& http) const {
 }
 
 std::string HttpServer::model_status(const Registry::Entry& entry) const {
-  if (entry.ready()) return "ready";
   const std::string& id = entry.config.id;
+  if (const auto breaker = breakers_ ? breakers_->status(id) : std::nullopt) {
+    if (breaker->state == CircuitBreakers::State::kOpen) {
+      return "unavailable: circuit open after " + std::to_string(breaker->failures_in_a_row) +
+             " failures in a row (health-checked again in " +
+             std::to_string((breaker->retry_in.count() + 999) / 1000) +
+             " s); the last: " + breaker->last_error;
+    }
+  }
+  if (entry.ready()) return "ready";
   if (resident_.manages(id)) {
     if (const auto why = resident_.cache().never_fits(id)) return "unavailable: " + *why;
     const std::string error = resident_.load_error(id);
@@ -366,6 +388,11 @@ nlohmann::json HttpServer::state_json() const {
     if (!m.never_fits.empty()) cached[m.id]["never_fits"] = m.never_fits;
   }
 
+  json breakers = json::object();
+  if (breakers_) {
+    for (const auto& [id, status] : breakers_->all()) breakers[id] = breaker_json(status);
+  }
+
   const Scheduler::Stats sched = scheduler_.stats();
   json queues = json::object();
   for (const auto& m : sched.models) {
@@ -397,6 +424,7 @@ nlohmann::json HttpServer::state_json() const {
             {"longest_service_ms", sched.longest_service_ms},
             {"models", queues}}},
           {"pipeline", {{"in_flight", pipeline_.in_flight()}, {"draining", pipeline_.draining()}}},
+          {"breakers", breakers},
           {"process",
            {{"rss_bytes", process_rss_bytes()},
             {"peak_rss_bytes", process_peak_rss_bytes()},

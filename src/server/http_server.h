@@ -1,7 +1,8 @@
 // The OpenAI-compatible HTTP front door.
 //
 //   GET  /health                 200 when every model is ready, 200 "degraded"
-//                                when some failed to load, 503 when none serves
+//                                when some failed to load or have their circuit
+//                                breaker open, 503 when none serves
 //   GET  /v1/models              the fleet, OpenAI's list shape plus a `calm` object
 //   POST /v1/chat/completions    chat; `stream: true` answers server-sent events
 //   POST /v1/completions         legacy prompt completion, same streaming rules
@@ -37,6 +38,7 @@
 #include "auth/api_keys.h"
 #include "cache/resident_set.h"
 #include "config/fleet_config.h"
+#include "failover/circuit_breakers.h"
 #include "mapek/mape_loop.h"
 #include "pipeline/request_pipeline.h"
 #include "registry/registry.h"
@@ -63,9 +65,10 @@ class HttpServer {
     RequestPipeline& pipeline;
     // The router behind `model: auto` and POST /v1/route; may be null.
     std::shared_ptr<SemanticRouterSlot> semantic;
-    MapeLoop* loop = nullptr;          // may be null: no MAPE-K loop
-    ServerMetrics* metrics = nullptr;  // may be null: no /metrics
-    ApiKeys* keys = nullptr;           // may be null: every endpoint open
+    MapeLoop* loop = nullptr;                   // may be null: no MAPE-K loop
+    ServerMetrics* metrics = nullptr;           // may be null: no /metrics
+    ApiKeys* keys = nullptr;                    // may be null: every endpoint open
+    const CircuitBreakers* breakers = nullptr;  // may be null: no breakers shown
   };
   HttpServer(ServerConfig config, Parts parts);
   ~HttpServer();  // stop()
@@ -98,7 +101,8 @@ class HttpServer {
   HttpResponse adaptations(const HttpRequest& request) const;
   nlohmann::json state_json() const;
   // The model's state for /health and /v1/models: "ready", "unloaded" (loads
-  // on demand) or "unavailable: why".
+  // on demand) or "unavailable: why" (a failed load, a backend that is down,
+  // an open circuit breaker).
   std::string model_status(const Registry::Entry& entry) const;
 
   ServerConfig config_;
@@ -110,6 +114,7 @@ class HttpServer {
   MapeLoop* loop_;
   ServerMetrics* metrics_;
   ApiKeys* keys_;
+  const CircuitBreakers* breakers_;
   std::function<nlohmann::json()> reload_;
   std::unique_ptr<DelayQueue> reload_worker_;  // reloads block (file, embeddings, loads)
   std::unique_ptr<HttpTransport> transport_;

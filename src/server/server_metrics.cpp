@@ -18,7 +18,7 @@ void raise_to(Counter::Child& child, double total) {
 }  // namespace
 
 ServerMetrics::ServerMetrics(const ModelCache& cache, const Scheduler& scheduler,
-                             const MapeLoop& loop)
+                             const MapeLoop& loop, const CircuitBreakers* breakers)
     : cache_(cache),
       requests_(registry_.counter("calm_requests_total", "Finished requests.", {"model"})),
       latency_(registry_.histogram("calm_request_latency_seconds",
@@ -42,6 +42,15 @@ ServerMetrics::ServerMetrics(const ModelCache& cache, const Scheduler& scheduler
                                  "Requests refused with an error (completions; API-key refusals of "
                                  "any endpoint), by status and code.",
                                  {"status", "code"})),
+      retries_(registry_.counter("calm_failover_retries_total",
+                                 "Requests sent on to a fallback after this model failed.",
+                                 {"model"})),
+      failed_(registry_.counter("calm_requests_failed_total",
+                                "Requests whose backend failed for good, before the first token "
+                                "(every fallback failed too) or mid-stream.",
+                                {"model", "phase"})),
+      breaker_opened_(registry_.counter("calm_breaker_opened_total",
+                                        "Times each model's circuit breaker opened.", {"model"})),
       hits_(registry_.counter("calm_cache_hits_total", "Requests whose model was resident.",
                               {"model"})),
       misses_(registry_.counter("calm_cache_misses_total",
@@ -50,7 +59,8 @@ ServerMetrics::ServerMetrics(const ModelCache& cache, const Scheduler& scheduler
       evictions_(registry_.counter("calm_cache_evictions_total", "Models unloaded to make room.",
                                    {"model"})),
       adaptations_(registry_.counter("calm_adaptations_total", "Changes made by the MAPE-K loop.")),
-      loop_(loop) {
+      loop_(loop),
+      breakers_(breakers) {
   registry_.gauge_callback(
       "calm_cache_resident_bytes", "Bytes charged to each resident model.", {"model"}, [this] {
         std::vector<std::pair<std::vector<std::string>, double>> rows;
@@ -107,6 +117,21 @@ ServerMetrics::ServerMetrics(const ModelCache& cache, const Scheduler& scheduler
                              }
                              return rows;
                            });
+  registry_.gauge_callback(
+      "calm_breaker_state",
+      "1 for the state each model's circuit breaker is in (models that have failed).",
+      {"model", "state"}, [this] {
+        std::vector<std::pair<std::vector<std::string>, double>> rows;
+        if (!breakers_) return rows;
+        using State = CircuitBreakers::State;
+        for (const auto& [model, status] : breakers_->all()) {
+          for (State state : {State::kClosed, State::kOpen, State::kHalfOpen}) {
+            rows.push_back(
+                {{model, CircuitBreakers::state_name(state)}, status.state == state ? 1.0 : 0.0});
+          }
+        }
+        return rows;
+      });
   registry_.gauge_callback("calm_routing_lambda",
                            "The routing weight in use, by policy (the loop moves it).", {"policy"},
                            [this] {
@@ -134,6 +159,14 @@ void ServerMetrics::record_refusal(int status, const std::string& code) {
   refused_.labels({std::to_string(status), code.empty() ? "none" : code}).inc();
 }
 
+void ServerMetrics::record_retry(const std::string& failed) {
+  retries_.labels({failed}).inc();
+}
+
+void ServerMetrics::record_failure(const std::string& model, bool mid_stream) {
+  failed_.labels({model, mid_stream ? "mid_stream" : "before_first_token"}).inc();
+}
+
 void ServerMetrics::sync_cache_counters() {
   std::lock_guard lock(sync_mutex_);
   for (const auto& m : cache_.stats().models) {
@@ -143,6 +176,11 @@ void ServerMetrics::sync_cache_counters() {
     raise_to(evictions_.labels({m.id}), static_cast<double>(m.evictions));
   }
   raise_to(adaptations_.labels(), static_cast<double>(loop_.adaptation_count()));
+  if (breakers_) {
+    for (const auto& [model, status] : breakers_->all()) {
+      raise_to(breaker_opened_.labels({model}), static_cast<double>(status.opened));
+    }
+  }
 }
 
 std::string ServerMetrics::render() {

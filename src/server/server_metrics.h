@@ -10,11 +10,19 @@
 //   calm_request_confidence{model}                  histogram, [0, 1]
 //   calm_requests_refused_total{status,code}        completions answered with an
 //                                                   error (400, 404, 429, 503, ...)
+//   calm_failover_retries_total{model}              requests sent on to a fallback
+//                                                   after this model failed
+//   calm_requests_failed_total{model,phase}         requests whose backend failed for
+//                                                   good: phase before_first_token (every
+//                                                   fallback failed too) or mid_stream
 // Read at each scrape from the parts that own them:
 //   calm_cache_{hits,misses,loads,evictions}_total{model}
 //   calm_cache_resident_bytes{model}, calm_cache_budget_bytes, calm_cache_used_bytes
 //   calm_queue_depth{model}, calm_requests_running{model}
 //   calm_routing_lambda{policy}, calm_adaptations_total
+//   calm_breaker_state{model,state}                 1 for the breaker's state (closed,
+//                                                   open, half_open), of models that failed
+//   calm_breaker_opened_total{model}                times each breaker opened
 //
 // Thread-safe.
 #pragma once
@@ -22,6 +30,7 @@
 #include <string>
 
 #include "cache/model_cache.h"
+#include "failover/circuit_breakers.h"
 #include "mapek/mape_loop.h"
 #include "mapek/request_metrics.h"
 #include "metrics/prometheus.h"
@@ -31,11 +40,17 @@ namespace calm {
 
 class ServerMetrics {
  public:
-  ServerMetrics(const ModelCache& cache, const Scheduler& scheduler, const MapeLoop& loop);
+  // breakers: may be null (no breaker metrics).
+  ServerMetrics(const ModelCache& cache, const Scheduler& scheduler, const MapeLoop& loop,
+                const CircuitBreakers* breakers = nullptr);
 
   void record(const RequestMetrics& m);
   // A completion request answered with an error instead of an answer.
   void record_refusal(int status, const std::string& code);
+  // Failover: `failed` failed and the request went on to a fallback.
+  void record_retry(const std::string& failed);
+  // A request whose backend failed for good.
+  void record_failure(const std::string& model, bool mid_stream);
   std::string render();
 
  private:
@@ -52,12 +67,16 @@ class ServerMetrics {
   Counter& energy_;
   Histogram& confidence_;
   Counter& refused_;
+  Counter& retries_;
+  Counter& failed_;
+  Counter& breaker_opened_;
   Counter& hits_;
   Counter& misses_;
   Counter& loads_;
   Counter& evictions_;
   Counter& adaptations_;
   const MapeLoop& loop_;
+  const CircuitBreakers* breakers_;
   std::mutex sync_mutex_;  // one scrape brings the counters up to date at a time
 };
 

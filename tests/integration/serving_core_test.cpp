@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/calm_client.h"
 #include "support/process.h"
 #include "support/test_env.h"
 
@@ -21,6 +22,9 @@ namespace {
 
 using nlohmann::json;
 using testing::CalmServer;
+using testing::Clients;
+using testing::state;
+using testing::wait_state;
 using namespace std::chrono_literals;
 
 std::string slow_model(const std::string& id, int delay_ms, const std::string& extra = "") {
@@ -36,47 +40,6 @@ std::string chat(const std::string& model, int max_tokens = 4) {
               {"seed", 1}}
       .dump();
 }
-
-json state(const CalmServer& server) {
-  auto res = server.client().Get("/v1/calm/state");
-  if (!res || res->status != 200) return json::object();
-  return json::parse(res->body);
-}
-
-// Polls /v1/calm/state (bounded, 30 s) until `ready` says yes.
-bool wait_state(const CalmServer& server, const std::function<bool(const json&)>& ready) {
-  for (int i = 0; i < 600; ++i) {
-    const json s = state(server);
-    if (!s.empty() && ready(s)) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return false;
-}
-
-// Requests sent on their own threads; their statuses (-1: no answer).
-class Clients {
- public:
-  void send(const CalmServer& server, const std::string& body, int read_timeout_s = 120) {
-    threads_.emplace_back([this, port = server.port(), body, read_timeout_s] {
-      httplib::Client c("127.0.0.1", port);
-      c.set_read_timeout(read_timeout_s, 0);
-      auto res = c.Post("/v1/chat/completions", body, "application/json");
-      std::lock_guard lock(mutex_);
-      statuses_.push_back(res ? res->status : -1);
-    });
-  }
-  std::vector<int> join() {
-    for (auto& t : threads_) t.join();
-    threads_.clear();
-    return statuses_;
-  }
-  ~Clients() { join(); }
-
- private:
-  std::vector<std::thread> threads_;
-  std::mutex mutex_;
-  std::vector<int> statuses_;
-};
 
 TEST(ServingCore, QueueLimitAnswers503AtOnceWhileHealthMetricsAndStateAnswer) {
   Clients clients;  // joined after the server stops (declared first: destroyed last)
@@ -223,6 +186,10 @@ TEST(ServingCore, ReloadLoopWhileEightClientsSendGivesNoUndocumented5xx) {
   }
   EXPECT_EQ(answered, 64);
   EXPECT_GT(outcomes["200"], 0);
+  // The server lived through it (a crash would read as "no answer" above).
+  auto health = server.client().Get("/health");
+  EXPECT_TRUE(health && health->status == 200) << server.log();
+  if (outcomes.count("no answer")) ADD_FAILURE() << server.log();
 }
 
 TEST(ServingCore, RemoteModelsAreAdmittedByTheSameQueueAndLimits) {

@@ -92,6 +92,47 @@ TEST_F(FleetConfigTest, DuplicateIdsAreAnError) {
   EXPECT_NE(e.find("models[1].id: duplicate model id 'm'"), std::string::npos) << e;
 }
 
+TEST_F(FleetConfigTest, FallbacksAndFailoverAreReadWithDefaults) {
+  const FleetConfig c = parse(
+      "models:\n  - id: a\n    gguf: a.gguf\n    fallbacks: [b]\n  - id: b\n    gguf: a.gguf\n");
+  EXPECT_EQ(c.models[0].fallbacks, std::vector<std::string>{"b"});
+  EXPECT_TRUE(c.models[1].fallbacks.empty());
+  EXPECT_EQ(c.failover.max_retries, 2);
+  EXPECT_EQ(c.failover.breaker_failures, 3);
+  EXPECT_EQ(c.failover.breaker_cooldown, std::chrono::milliseconds(10000));
+  const FleetConfig d = parse(
+      "failover: {max_retries: 0, breaker_failures: 5, breaker_cooldown_s: 0.5}\n"
+      "models:\n  - id: a\n    gguf: a.gguf\n");
+  EXPECT_EQ(d.failover.max_retries, 0);
+  EXPECT_EQ(d.failover.breaker_failures, 5);
+  EXPECT_EQ(d.failover.breaker_cooldown, std::chrono::milliseconds(500));
+}
+
+TEST_F(FleetConfigTest, AFallbackMustBeAnotherModelOfTheFleetListedOnce) {
+  const std::string two = "  - id: b\n    gguf: a.gguf\n";
+  std::string e = error_of("models:\n  - id: a\n    gguf: a.gguf\n    fallbacks: [c]\n" + two);
+  EXPECT_NE(e.find("fleet.yaml:"), std::string::npos) << e;
+  EXPECT_NE(e.find("models[0].fallbacks: 'c' is not a model of this fleet"), std::string::npos)
+      << e;
+  e = error_of("models:\n  - id: a\n    gguf: a.gguf\n    fallbacks: [a]\n" + two);
+  EXPECT_NE(e.find("'a' is the model itself"), std::string::npos) << e;
+  e = error_of("models:\n  - id: a\n    gguf: a.gguf\n    fallbacks: [b, b]\n" + two);
+  EXPECT_NE(e.find("'b' is listed twice"), std::string::npos) << e;
+  e = error_of("models:\n  - id: a\n    gguf: a.gguf\n    fallbacks: {x: 1}\n" + two);
+  EXPECT_NE(e.find("models[0].fallbacks: expected a list of strings"), std::string::npos) << e;
+}
+
+TEST_F(FleetConfigTest, FailoverValuesOutOfRangeAreErrors) {
+  const std::string models = "models:\n  - id: a\n    gguf: a.gguf\n";
+  std::string e = error_of("failover: {breaker_failures: 0}\n" + models);
+  EXPECT_NE(e.find("failover.breaker_failures: must be between 1 and 1000"), std::string::npos)
+      << e;
+  e = error_of("failover: {max_retries: 99}\n" + models);
+  EXPECT_NE(e.find("failover.max_retries: must be between 0 and 16"), std::string::npos) << e;
+  e = error_of("failover: {retries: 1}\n" + models);
+  EXPECT_NE(e.find("failover"), std::string::npos) << e;
+}
+
 TEST_F(FleetConfigTest, ModelNeedsExactlyOneBackend) {
   EXPECT_NE(error_of("models:\n  - id: m\n").find("exactly one backend"), std::string::npos);
   EXPECT_NE(error_of("models:\n  - id: m\n    gguf: a.gguf\n    url: http://x\n")

@@ -550,7 +550,7 @@ TEST_F(RemoteEngineTest, NonStreamedJsonAnswerIsAccepted) {
   EXPECT_EQ(out.result->completion_tokens, 1);
 }
 
-TEST_F(RemoteEngineTest, ReadTimeoutBecomesUnavailableKind) {
+TEST_F(RemoteEngineTest, ReadTimeoutBecomesTimeoutKind) {
   serve_chat([this](const httplib::Request&, httplib::Response& response) {
     upstream_.hang();
     response.set_content("{}", "application/json");
@@ -561,7 +561,8 @@ TEST_F(RemoteEngineTest, ReadTimeoutBecomesUnavailableKind) {
   const auto start = Clock::now();
   Drained out = drain(*engine->submit(chat("hi")));
   ASSERT_TRUE(out.error);
-  EXPECT_EQ(out.error->kind(), EngineError::Kind::kUnavailable);
+  EXPECT_EQ(out.error->kind(), EngineError::Kind::kTimeout);
+  EXPECT_TRUE(out.error->backend_failure());
   EXPECT_NE(std::string(out.error->what()).find(upstream_.url()), std::string::npos);
   EXPECT_NE(std::string(out.error->what()).find("Read"), std::string::npos) << out.error->what();
   EXPECT_LT(elapsed_ms(start), 4000);  // the 300 ms timeout, not a hang (drain gives up at 5 s)
