@@ -6,6 +6,8 @@
 #include <signal.h>
 
 #include <atomic>
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -84,6 +86,23 @@ TEST(Failover, ABackendKilledBeforeTheFirstTokenIsAnsweredByItsFallback) {
   }
   EXPECT_NE(metrics(front).find("calm_failover_retries_total{model=\"far\"} 2"), std::string::npos)
       << metrics(front);
+}
+
+TEST(Failover, AModelWhoseLoadFailsIsAnsweredByItsFallback) {
+  const std::string corrupt = testing::temp_path("corrupt.gguf");
+  {
+    std::ifstream in(testing::test_model("tiny-chatml.gguf"), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    std::ofstream(corrupt, std::ios::binary) << bytes.substr(0, bytes.size() / 3);
+  }
+  CalmServer front("models:\n  - id: broken\n    gguf: " + corrupt +
+                   "\n    threads: 1\n    fallbacks: [near]\n" + tiny_model("near"));
+  for (int i = 0; i < 2; ++i) {
+    auto res = front.client().Post("/v1/chat/completions", chat("broken"), "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200) << res->body;
+    EXPECT_EQ(res->get_header_value("x-calm-model"), "near");
+  }
 }
 
 TEST(Failover, WithNoFallbackLeftTheClientGetsTheBackendsErrorAndTheFailureIsCounted) {

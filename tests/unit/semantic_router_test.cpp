@@ -7,6 +7,9 @@
 #include <map>
 #include <sstream>
 
+#include "config/fleet_config.h"
+#include "registry/registry.h"
+
 namespace calm {
 namespace {
 
@@ -128,6 +131,70 @@ TEST(SemanticRouter, QueryTextIsTheLastUserMessageOrThePrompt) {
   GenerationRequest completion;
   completion.prompt = "once upon";
   EXPECT_EQ(SemanticRouter::query_text(completion), "once upon");
+}
+
+// A registry of three remote models (nothing is contacted: no load_all()),
+// the last listing its own fallbacks.
+Registry three_model_registry() {
+  return Registry(parse_fleet_config(
+      "models:\n"
+      "  - {id: maths, description: math algebra equation, url: 'http://127.0.0.1:1'}\n"
+      "  - {id: coder, description: code python function, url: 'http://127.0.0.1:1'}\n"
+      "  - {id: medic, description: doctor patient dose, url: 'http://127.0.0.1:1',"
+      " fallbacks: [maths]}\n",
+      "fleet.yaml", "/tmp"));
+}
+
+GenerationRequest ask(const std::string& text) {
+  GenerationRequest request;
+  request.messages = {{"user", text}};
+  return request;
+}
+
+std::vector<std::string> ids(const std::vector<Registry::EntryPtr>& entries) {
+  std::vector<std::string> out;
+  for (const auto& e : entries) out.push_back(e->config.id);
+  return out;
+}
+
+TEST(AutoRouter, ARoutedRequestFallsBackToTheRouterNextCandidatesInRankOrder) {
+  Registry registry = three_model_registry();
+  auto slot = std::make_shared<SemanticRouterSlot>(std::make_shared<SemanticRouter>(
+      std::vector<RouteProfileSpec>{{"maths", "math algebra equation", {}, {}},
+                                    {"coder", "code python function", {}, {}},
+                                    {"medic", "doctor patient dose", {}, {}}},
+      embedder(), settings(SimilarityMode::kDescription)));
+  AutoRouter router(registry, slot);
+  const auto decision = router.route("auto", ask("python code for an algebra equation"));
+  ASSERT_TRUE(decision);
+  EXPECT_EQ(decision->entry->config.id, "maths");
+  EXPECT_EQ(ids(decision->fallbacks), (std::vector<std::string>{"coder", "medic"}));
+}
+
+TEST(AutoRouter, AModelThatListsFallbacksUsesThemInsteadOfTheRanking) {
+  Registry registry = three_model_registry();
+  auto slot = std::make_shared<SemanticRouterSlot>(std::make_shared<SemanticRouter>(
+      std::vector<RouteProfileSpec>{{"maths", "math algebra equation", {}, {}},
+                                    {"coder", "code python function", {}, {}},
+                                    {"medic", "doctor patient dose", {}, {}}},
+      embedder(), settings(SimilarityMode::kDescription)));
+  AutoRouter router(registry, slot);
+  const auto routed = router.route("auto", ask("the patient dose"));
+  ASSERT_TRUE(routed);
+  EXPECT_EQ(routed->entry->config.id, "medic");
+  EXPECT_EQ(ids(routed->fallbacks), std::vector<std::string>{"maths"});
+  const auto named = router.route("medic", ask("anything"));
+  ASSERT_TRUE(named);
+  EXPECT_EQ(ids(named->fallbacks), std::vector<std::string>{"maths"});
+}
+
+TEST(ModelNameRouter, ANamedModelWithoutFallbacksHasNone) {
+  Registry registry = three_model_registry();
+  ModelNameRouter router(registry);
+  const auto decision = router.route("coder", ask("x"));
+  ASSERT_TRUE(decision);
+  EXPECT_TRUE(decision->fallbacks.empty());
+  EXPECT_EQ(ids(router.route("medic", ask("x"))->fallbacks), std::vector<std::string>{"maths"});
 }
 
 TEST(SimilarityMode, NamesRoundTrip) {
