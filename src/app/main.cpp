@@ -1,9 +1,38 @@
 // calm: one OpenAI-compatible endpoint in front of a fleet of small models.
 #include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <string>
 
 #include "app/commands.h"
 
+namespace {
+
+// A crash must say why: an exception that escaped a thread (or a destructor)
+// is written to stderr, and so to the server's log, before the abort.
+[[noreturn]] void report_termination() {
+  const char* what = "no exception";
+  std::string text;
+  if (const std::exception_ptr error = std::current_exception()) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      text = e.what();
+      what = text.c_str();
+    } catch (...) {
+      what = "an exception that is not a std::exception";
+    }
+  }
+  std::fprintf(stderr, "calm: terminating: %s\n", what);
+  std::fflush(stderr);
+  std::abort();
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  std::set_terminate(report_termination);
   CLI::App app{"calm: a self-adaptive orchestrator for fleets of small language models"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show the help of every subcommand");

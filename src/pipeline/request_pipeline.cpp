@@ -45,6 +45,13 @@ ApiError cancelled_error() {
   return ApiError{499, "the client closed the request", "invalid_request_error", "", "cancelled"};
 }
 
+// What nothing else explains: a 500 that says what was thrown (and the log says where).
+ApiError internal_error(const std::exception& e) {
+  spdlog::error("request pipeline: unexpected exception: {}", e.what());
+  return ApiError{500, std::string("internal error: ") + e.what(), "server_error", "",
+                  "internal_error"};
+}
+
 ApiError circuit_open(const std::string& id, const CircuitBreakers::Status& status) {
   const auto retry_s = static_cast<int>((status.retry_in.count() + 999) / 1000);
   ApiError error = unavailable("the model '" + id + "' is out of service after " +
@@ -160,6 +167,8 @@ void RequestPipeline::admit(const std::shared_ptr<Call::State>& call) {
     attempt(call, std::move(decision->entry), decision->reason);
   } catch (const ApiError& error) {
     fail(call, error);
+  } catch (const std::exception& e) {
+    fail(call, internal_error(e));
   }
 }
 
@@ -210,6 +219,8 @@ void RequestPipeline::attempt(const std::shared_ptr<Call::State>& call, Registry
             fail(call, ApiError::from_scheduler(e));
           } catch (const CacheError& e) {
             fail_over(call, id, unavailable(e.what()), /*backend_failure=*/true);  // a failed load
+          } catch (const std::exception& e) {
+            fail(call, internal_error(e));
           }
         });
   } catch (const SchedulerError& e) {
@@ -284,8 +295,12 @@ void RequestPipeline::fail_over(const std::shared_ptr<Call::State>& call, const 
   // the fleet held, as a new request would be.
   const std::string reason = "fallback for '" + model + "' (" + error.code + ")";
   delays_.after(std::chrono::milliseconds(0), [this, call, next = std::move(next), reason] {
-    const auto fleet = registry_.hold_fleet();
-    attempt(call, next, reason);
+    try {
+      const auto fleet = registry_.hold_fleet();
+      attempt(call, next, reason);
+    } catch (const std::exception& e) {
+      fail(call, internal_error(e));
+    }
   });
 }
 
@@ -353,6 +368,9 @@ void RequestPipeline::run_engine(const std::shared_ptr<Call::State>& call) {
     } else {
       fail(call, ApiError::from_engine(error));
     }
+    return;
+  } catch (const std::exception& e) {
+    fail(call, internal_error(e));
     return;
   }
   stream->set_listener([this, call] { drain_stream(call); }, !call->request.stream);

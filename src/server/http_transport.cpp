@@ -429,7 +429,14 @@ awaitable<bool> HttpTransport::Impl::serve_later(
                                     watch->bytes = bytes;
                                     reply->wake().cancel();
                                   });
-  later(reply);
+  try {
+    later(reply);
+  } catch (const std::exception& e) {
+    // An exception must never leave the coroutine: it would end the I/O
+    // thread's run() and with it the process.
+    spdlog::error("unhandled exception: {}", e.what());
+    reply->start(error_body(500, std::string("internal error: ") + e.what()), false);
+  }
 
   bool ok = true;
   bool head_written = false;
