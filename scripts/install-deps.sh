@@ -13,6 +13,7 @@ packages=(
   prometheus-cpp-dev  # the /metrics registry (prometheus-cpp core)
   prometheus  # promtool, which checks the /metrics output in the unit tests
   chromium    # headless, checks that the bench suite's HTML report renders (integration tests)
+  clang-14 libclang-rt-14-dev  # libFuzzer and its sanitizer runtimes (scripts/fuzz.sh)
 )
 
 missing=()

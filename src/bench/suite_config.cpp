@@ -23,8 +23,9 @@ class Mapping {
       : node_(node), source_(source), path_(std::move(path)) {
     if (!node_.IsMap()) fail_at(node_, path_.empty() ? "(top)" : path_, "expected a mapping");
     for (const auto& entry : node_) {
-      const std::string key = entry.first.as<std::string>();
-      if (!known.count(key)) fail_at(entry.first, field(key), "unknown field");
+      const auto key = yaml_key_text(entry.first);
+      if (!key) fail_at(entry.first, path_.empty() ? "(top)" : path_, "a key must be a plain name");
+      if (!known.count(*key)) fail_at(entry.first, field(*key), "unknown field");
     }
   }
 
@@ -141,7 +142,9 @@ SuiteConfig load_suite_config(const std::string& path) {
   if (const YAML::Node domains = top.get("domains"); domains.IsDefined() && !domains.IsNull()) {
     if (!domains.IsMap()) top.fail("domains", "expected a mapping of domain: model id");
     for (const auto& entry : domains) {
-      const std::string domain = entry.first.as<std::string>();
+      const auto key = yaml_key_text(entry.first);
+      if (!key) top.fail_at(entry.first, "domains", "a domain must be a plain name");
+      const std::string domain = *key;
       if (!entry.second.IsScalar() || entry.second.Scalar().empty()) {
         top.fail_at(entry.second.IsDefined() ? entry.second : entry.first, "domains." + domain,
                     "expected a model id");

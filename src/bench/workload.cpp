@@ -293,8 +293,10 @@ void validate(const GeneratorOptions& o) {
     if (o.pool.empty()) bad("a domain mix needs a pool");
     double sum = 0;
     for (const auto& [domain, w] : o.domain_mix) {
+      // A named copy for the lambda: clang before 16 cannot capture a structured binding.
+      const std::string& name = domain;
       const bool known = std::any_of(o.pool.begin(), o.pool.end(),
-                                     [&](const PoolItem& item) { return item.domain == domain; });
+                                     [&](const PoolItem& item) { return item.domain == name; });
       if (!known) bad("domain mix: no pool item has domain '" + domain + "'");
       if (!std::isfinite(w) || w < 0) bad("domain mix weights must be >= 0");
       sum += w;

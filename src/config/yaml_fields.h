@@ -7,6 +7,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -99,6 +100,12 @@ class Fields {
     return out;
   }
 
+  // A duration written in seconds (`..._s: 2.5`), from 1 ms to a day.
+  std::chrono::milliseconds seconds(const std::string& key, std::chrono::milliseconds fallback) {
+    const double value = number(key, fallback.count() / 1000.0, 0.001, 86400);
+    return std::chrono::milliseconds(static_cast<long long>(value * 1000));
+  }
+
   bool boolean(const std::string& key, bool fallback) {
     const YAML::Node value = get(key);
     if (!value.IsDefined() || value.IsNull()) return fallback;
@@ -110,8 +117,9 @@ class Fields {
 
   void reject_unknown() const {
     for (const auto& item : node_) {
-      const auto key = item.first.as<std::string>();
-      if (!used_.contains(key)) fail_at(item.first, field(key), "unknown field");
+      const auto key = yaml_key_text(item.first);
+      if (!key) fail_at(item.first, path_.empty() ? "(top)" : path_, "a key must be a plain name");
+      if (!used_.contains(*key)) fail_at(item.first, field(*key), "unknown field");
     }
   }
 

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <memory>
+#include <string_view>
+#include <unordered_map>
 
 namespace calm {
 namespace {
@@ -81,6 +83,50 @@ GgufInfo read_gguf_info(const std::string& path) {
                              std::to_string(info.file_bytes));
   }
   return info;
+}
+
+void check_llama_loadable(const std::string& path) {
+  gguf_init_params params{/*no_alloc=*/true, /*ctx=*/nullptr};
+  std::unique_ptr<gguf_context, GgufDeleter> ctx(gguf_init_from_file(path.c_str(), params));
+  if (!ctx) return;  // llama.cpp refuses it cleanly
+  // llama.cpp asserts 0 < block_count <= LLAMA_MAX_LAYERS (512) and that an
+  // expert mixture uses some but not more experts than it has
+  // (llama-model.cpp, load_hparams). A missing key it refuses cleanly.
+  const std::string arch = get_string(ctx.get(), "general.architecture");
+  const std::string layers_key = arch + ".block_count";
+  if (gguf_find_key(ctx.get(), layers_key.c_str()) >= 0) {
+    const uint64_t layers = get_uint(ctx.get(), layers_key);
+    if (layers == 0 || layers > 512) {
+      throw std::runtime_error(path + ": corrupt header: " + layers_key + " is " +
+                               std::to_string(layers) + ", not between 1 and 512");
+    }
+  }
+  const uint64_t experts = get_uint(ctx.get(), arch + ".expert_count");
+  const uint64_t experts_used = get_uint(ctx.get(), arch + ".expert_used_count");
+  if (experts_used > experts || (experts > 0 && experts_used == 0)) {
+    throw std::runtime_error(path + ": corrupt header: " + arch + ".expert_used_count is " +
+                             std::to_string(experts_used) + " of " + std::to_string(experts) +
+                             " experts");
+  }
+  const int64_t tokens = gguf_find_key(ctx.get(), "tokenizer.ggml.tokens");
+  if (tokens < 0 || gguf_get_kv_type(ctx.get(), tokens) != GGUF_TYPE_ARRAY ||
+      gguf_get_arr_type(ctx.get(), tokens) != GGUF_TYPE_STRING) {
+    return;
+  }
+  // llama.cpp maps each token's text to its id and asserts that no two
+  // share one (llama-vocab.cpp: id_to_token.size() == token_to_id.size()).
+  const size_t n = gguf_get_arr_n(ctx.get(), tokens);
+  std::unordered_map<std::string_view, size_t> seen;
+  seen.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string_view text = gguf_get_arr_str(ctx.get(), tokens, i);
+    const auto [it, added] = seen.emplace(text, i);
+    if (!added) {
+      throw std::runtime_error(path + ": corrupt vocabulary: tokenizer.ggml.tokens[" +
+                               std::to_string(i) + "] repeats token " + std::to_string(it->second) +
+                               " ('" + std::string(text.substr(0, 40)) + "')");
+    }
+  }
 }
 
 MemoryEstimate estimate_memory(const GgufInfo& info, int context, int parallel, int ubatch) {

@@ -14,7 +14,8 @@ namespace calm {
 
 namespace {
 
-constexpr int64_t kSchemaVersion = 1;
+// 1: requests, adaptations, goals. 2: request_texts (migrate() adds it).
+constexpr int64_t kSchemaVersion = 2;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -53,6 +54,20 @@ CREATE TABLE IF NOT EXISTS goals (
 );
 )sql";
 
+// Version 2. Its own table, not columns of requests: a file kept without text
+// has no text columns at all, and the text can be dropped alone.
+constexpr const char* kSchemaV2 = R"sql(
+CREATE TABLE IF NOT EXISTS request_texts (
+  id INTEGER PRIMARY KEY,
+  response_id TEXT UNIQUE,
+  ts REAL NOT NULL,
+  model TEXT NOT NULL,
+  endpoint TEXT NOT NULL,
+  prompt TEXT NOT NULL,
+  answer TEXT NOT NULL
+);
+)sql";
+
 constexpr const char* kRequestColumns =
     "id, response_id, ts, model, routed_by, queue_ms, ttft_ms, latency_ms, tokens_in, tokens_out, "
     "decode_tps, energy_j, energy_source, memory_bytes, confidence, feedback";
@@ -64,6 +79,8 @@ constexpr const char* kTrimRequests =
     "DELETE FROM requests WHERE id <= (SELECT max(id) FROM requests) - ?1";
 constexpr const char* kTrimAdaptations =
     "DELETE FROM adaptations WHERE id <= (SELECT max(id) FROM adaptations) - ?1";
+constexpr const char* kTrimTexts =
+    "DELETE FROM request_texts WHERE id <= (SELECT max(id) FROM request_texts) - ?1";
 
 double now_unix_seconds() {
   using namespace std::chrono;
@@ -147,20 +164,33 @@ KnowledgeStore::~KnowledgeStore() {
   writer_.join();
 }
 
+int64_t KnowledgeStore::schema_version() {
+  return kSchemaVersion;
+}
+
+// Creates what is missing and migrates an older file forward, in one
+// transaction: a failed migration leaves the file as it was.
 void KnowledgeStore::create_schema() {
   sqlite::Transaction transaction(*write_db_);
   write_db_->exec(kSchema);
+  int64_t found = 0;  // 0: a new file
   {
     sqlite::Statement version(*write_db_, "SELECT max(version) FROM schema_version");
     version.step();
-    if (version.is_null(0)) {
-      sqlite::Statement insert(*write_db_, "INSERT INTO schema_version (version) VALUES (?1)");
-      insert.bind(1, kSchemaVersion).step();
-    } else if (version.column_int(0) > kSchemaVersion) {
-      throw std::runtime_error("knowledge store '" + path_ + "': schema version " +
-                               std::to_string(version.column_int(0)) +
-                               " is newer than this calm's (" + std::to_string(kSchemaVersion) +
-                               ")");
+    if (!version.is_null(0)) found = version.column_int(0);
+  }
+  if (found > kSchemaVersion) {
+    throw std::runtime_error("knowledge store '" + path_ + "': schema version " +
+                             std::to_string(found) + " is newer than this calm's (" +
+                             std::to_string(kSchemaVersion) + ")");
+  }
+  write_db_->exec(kSchemaV2);  // 1 -> 2: a table added, no row touched
+  if (found < kSchemaVersion) {
+    write_db_->exec("DELETE FROM schema_version");
+    sqlite::Statement insert(*write_db_, "INSERT INTO schema_version (version) VALUES (?1)");
+    insert.bind(1, kSchemaVersion).step();
+    if (found > 0) {
+      spdlog::info("knowledge store '{}': schema {} migrated to {}", path_, found, kSchemaVersion);
     }
   }
   transaction.commit();
@@ -178,20 +208,41 @@ void KnowledgeStore::record_adaptation(const Adaptation& adaptation) {
   enqueue(std::move(copy));
 }
 
+void KnowledgeStore::record_text(const RequestText& text) {
+  if (!options_.keep_text) return;
+  RequestText copy = text;
+  if (copy.ts <= 0) copy.ts = now_unix_seconds();
+  enqueue(std::move(copy));
+}
+
+void KnowledgeStore::note_lost(uint64_t records, const std::string& why) {
+  dropped_ += records;
+  if (loss_logged_.exchange(true)) return;
+  spdlog::error(
+      "knowledge store '{}': lost {} records ({}); serving goes on, and further losses are "
+      "counted in calm_knowledge_writes_lost_total without another message until a write "
+      "succeeds",
+      path_, records, why);
+}
+
 void KnowledgeStore::enqueue(Item item) {
+  bool accepted = false;
   bool wake = false;
   {
     std::lock_guard lock(queue_mutex_);
-    if (queue_.size() >= options_.max_queue) {
-      ++dropped_;
-      return;
+    if (queue_.size() < options_.max_queue) {
+      queue_.push_back(std::move(item));
+      ++enqueued_;
+      accepted = true;
+      // The first record starts the batch's interval; a full batch is due now.
+      wake = queue_.size() == 1 || queue_.size() == options_.batch_records;
     }
-    queue_.push_back(std::move(item));
-    ++enqueued_;
-    // The first record starts the batch's interval; a full batch is due now.
-    wake = queue_.size() == 1 || queue_.size() == options_.batch_records;
   }
-  if (wake) wake_writer_.notify_one();
+  if (!accepted) {
+    note_lost(1, "the write queue is full: the disk is slower than the requests");
+  } else if (wake) {
+    wake_writer_.notify_one();
+  }
 }
 
 void KnowledgeStore::flush() {
@@ -229,7 +280,7 @@ void KnowledgeStore::write_batch(std::vector<Item>& batch) {
   std::lock_guard lock(write_mutex_);
   try {
     sqlite::Transaction transaction(*write_db_);
-    bool any_request = false, any_adaptation = false;
+    bool any_request = false, any_adaptation = false, any_text = false;
     {
       sqlite::Statement insert_request(
           *write_db_,
@@ -240,6 +291,10 @@ void KnowledgeStore::write_batch(std::vector<Item>& batch) {
       sqlite::Statement insert_adaptation(
           *write_db_,
           "INSERT INTO adaptations (ts, kind, reason, figures, \"before\", \"after\") "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+      sqlite::Statement insert_text(
+          *write_db_,
+          "INSERT OR IGNORE INTO request_texts (response_id, ts, model, endpoint, prompt, answer) "
           "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
       for (const Item& item : batch) {
         if (const auto* r = std::get_if<ServedRequest>(&item)) {
@@ -266,6 +321,20 @@ void KnowledgeStore::write_batch(std::vector<Item>& batch) {
               .bind(15, r->feedback)
               .step();
           insert_request.reset();
+        } else if (const auto* t = std::get_if<RequestText>(&item)) {
+          any_text = true;
+          if (t->response_id.empty()) {
+            insert_text.bind_null(1);
+          } else {
+            insert_text.bind(1, t->response_id);
+          }
+          insert_text.bind(2, t->ts)
+              .bind(3, t->model)
+              .bind(4, t->endpoint)
+              .bind(5, t->prompt)
+              .bind(6, t->answer)
+              .step();
+          insert_text.reset();
         } else {
           const auto& a = std::get<Adaptation>(item);
           any_adaptation = true;
@@ -288,10 +357,18 @@ void KnowledgeStore::write_batch(std::vector<Item>& batch) {
       sqlite::Statement trim(*write_db_, kTrimAdaptations);
       trim.bind(1, static_cast<int64_t>(options_.max_adaptations)).step();
     }
+    if (any_text && options_.max_requests > 0) {
+      sqlite::Statement trim(*write_db_, kTrimTexts);
+      trim.bind(1, static_cast<int64_t>(options_.max_requests)).step();
+    }
     transaction.commit();
   } catch (const std::exception& e) {
-    dropped_ += batch.size();
-    spdlog::error("knowledge store '{}': lost {} records: {}", path_, batch.size(), e.what());
+    note_lost(batch.size(), e.what());
+    return;
+  }
+  if (loss_logged_.exchange(false)) {
+    spdlog::info("knowledge store '{}': writing again ({} records lost in all)", path_,
+                 dropped_.load());
   }
 }
 
@@ -361,6 +438,23 @@ std::vector<ServedRequest> KnowledgeStore::recent_requests(const std::string& mo
   std::vector<ServedRequest> out;
   while (select.step()) out.push_back(read_request(select));
   return out;
+}
+
+std::optional<RequestText> KnowledgeStore::text(const std::string& response_id) const {
+  std::lock_guard lock(read_mutex_);
+  sqlite::Statement select(*read_db_,
+                           "SELECT response_id, ts, model, endpoint, prompt, answer "
+                           "FROM request_texts WHERE response_id = ?1");
+  select.bind(1, response_id);
+  if (!select.step()) return std::nullopt;
+  RequestText t;
+  t.response_id = select.column_text(0);
+  t.ts = select.column_double(1);
+  t.model = select.column_text(2);
+  t.endpoint = select.column_text(3);
+  t.prompt = select.column_text(4);
+  t.answer = select.column_text(5);
+  return t;
 }
 
 std::vector<std::string> KnowledgeStore::models() const {

@@ -1,7 +1,7 @@
 // KnowledgeStore: the K of MAPE-K. What calm has served and what it changed,
 // kept in one SQLite file so that it outlives a restart.
 //
-// Tables (schema_version 1):
+// Tables (schema_version 2):
 //   requests     one row per finished request: what it cost (queue, time to
 //                first token, latency, tokens, decode rate, energy, memory),
 //                the confidence, and the user's feedback once given. The
@@ -13,13 +13,24 @@
 //                is executed, as the adaptation it made; a plan that is never
 //                executed leaves no row.
 //   goals        the current goals as last set, one row per goal (JSON spec).
+//   request_texts  (since version 2) each request's prompt and answer text,
+//                by response id; written only with Options::keep_text
+//                (`knowledge: {keep_text: true}`). By default the store keeps
+//                what requests cost, never what they said. A version 1 file
+//                is migrated on open: the table is added, nothing else moves.
 //
 // Writes never block the caller on disk: record_request and
 // record_adaptation push onto a bounded in-memory queue that one writer
 // thread drains in batches, one transaction per batch, every batch_interval
 // or as soon as batch_records are queued. When the queue is full the record
 // is dropped and counted (dropped()), never waited for. After each batch the
-// writer deletes the oldest rows beyond max_requests and max_adaptations.
+// writer deletes the oldest rows beyond max_requests (requests and
+// request_texts alike) and max_adaptations.
+//
+// A write that fails (a read-only file, a full disk, a file size limit) fails
+// no request: its batch is counted in dropped() and the writer goes on with
+// the next one. The first loss is logged once; the next success says so and
+// re-arms that one message, so an outage is one line, not one per batch.
 //
 // Crash safety: the file is in WAL mode with synchronous=NORMAL. A commit is
 // an append to the write-ahead log that becomes valid only with its final
@@ -83,6 +94,17 @@ struct ServedRequest {
   std::optional<double> feedback;    // the user's score, as the caller mapped it
 };
 
+// What one request said: kept only with Options::keep_text.
+struct RequestText {
+  std::string response_id;  // the request's, as in ServedRequest
+  double ts = 0;            // unix seconds; 0: the time record_text was called
+  std::string model;
+  std::string endpoint;  // "chat" or "completions"
+  // Chat: the messages as JSON ([{"role", "content"}]); completions: the prompt.
+  std::string prompt;
+  std::string answer;  // the whole answer, as the client got it
+};
+
 // One change the MAPE-K loop made (an executed plan).
 struct Adaptation {
   int64_t id = 0;  // assigned by the store; ignored by record_adaptation
@@ -103,6 +125,9 @@ class KnowledgeStore {
     size_t batch_records = 256;
     std::chrono::milliseconds batch_interval{50};
     std::chrono::milliseconds busy_timeout{5000};  // waiting for another process's lock
+    // Keep each request's prompt and answer text (record_text); off: none
+    // is ever written, whatever is asked.
+    bool keep_text = false;
   };
 
   // Opens the file (creating it and its tables if missing) and checks it.
@@ -120,6 +145,10 @@ class KnowledgeStore {
   void record_request(const ServedRequest& record);
   // Queues the adaptation like record_request. Thread-safe.
   void record_adaptation(const Adaptation& adaptation);
+  // Queues the text like record_request, with Options::keep_text; without
+  // it, does nothing. Thread-safe.
+  void record_text(const RequestText& text);
+  bool keeps_text() const { return options_.keep_text; }
   // Sets the feedback of the request with that response id, after writing
   // what is queued (so a response that has just finished can be rated).
   // False when no stored request has that id. Blocks on disk; throws
@@ -144,6 +173,8 @@ class KnowledgeStore {
   std::vector<Adaptation> adaptations(size_t limit) const;
   // The newest k requests of the model ("" for every model), newest first.
   std::vector<ServedRequest> recent_requests(const std::string& model, size_t k) const;
+  // The stored text of the request with that response id; nullopt when none.
+  std::optional<RequestText> text(const std::string& response_id) const;
   // Every model with a stored request, sorted.
   std::vector<std::string> models() const;
   // The requests stored.
@@ -159,15 +190,19 @@ class KnowledgeStore {
   // Records lost: dropped because the queue was full, or in a batch that
   // failed to be written. Thread-safe.
   uint64_t dropped() const { return dropped_.load(); }
+  // The schema version this calm writes.
+  static int64_t schema_version();
   const std::string& path() const { return path_; }
 
  private:
-  using Item = std::variant<ServedRequest, Adaptation>;
+  using Item = std::variant<ServedRequest, Adaptation, RequestText>;
 
   void enqueue(Item item);
   void writer_loop();
   void write_batch(std::vector<Item>& batch);
   void create_schema();
+  // Counts `records` lost and logs the first loss since the last success.
+  void note_lost(uint64_t records, const std::string& why);
 
   const std::string path_;
   const Options options_;
@@ -187,6 +222,9 @@ class KnowledgeStore {
   uint64_t flush_target_ = 0;  // guarded by queue_mutex_: write at once up to here
   bool stopping_ = false;      // guarded by queue_mutex_
   std::atomic<uint64_t> dropped_{0};
+  // A loss has been logged and no write has succeeded since: the next loss
+  // is counted, not logged again.
+  std::atomic<bool> loss_logged_{false};
   std::thread writer_;
 };
 

@@ -39,6 +39,15 @@ class SuiteFile : public ::testing::Test {
   testing::TempDir dir_{"calm-suite-config"};
 };
 
+// Found by fuzz/suite_config_fuzzer: a key that is a list or a mapping made
+// yaml-cpp throw its own bad conversion, with neither the file nor the field.
+TEST_F(SuiteFile, AKeyThatIsAListOrAMappingIsAClearError) {
+  std::string e = error_of("systems:\n  - {name: a, config: fleet.yaml, {b: 1}: 2}\n");
+  EXPECT_NE(e.find("suite.yaml:2: systems[0]: a key must be a plain name"), std::string::npos) << e;
+  e = error_of("domains: {[maths]: m}\nsystems: [{name: a, config: fleet.yaml}]\n");
+  EXPECT_NE(e.find("suite.yaml:1: domains: a domain must be a plain name"), std::string::npos) << e;
+}
+
 TEST_F(SuiteFile, GoodFileReadsBackWithPathsRelativeToTheSuite) {
   const std::string path = write(R"(workload: w.jsonl
 concurrency: 4

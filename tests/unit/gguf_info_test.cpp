@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <vector>
@@ -82,6 +83,78 @@ TEST(GgufInfo, TruncatedTensorDataIsAClearError) {
     EXPECT_NE(std::string(e.what()).find("truncated GGUF file"), std::string::npos) << e.what();
   }
   std::filesystem::remove(path);
+}
+
+// Found by fuzz/gguf_fuzzer: a vocabulary in which a token repeats made
+// llama.cpp's loader abort the whole process (GGML_ASSERT in llama-vocab.cpp)
+// instead of failing the load; calm now refuses the file before llama.cpp
+// reads it, and only that model is unavailable.
+TEST(GgufInfo, ARepeatedTokenIsAClearLoadErrorNotAnAbort) {
+  std::ifstream in(testing::test_model("tiny-plain.gguf"), std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  const size_t at = bytes.find("<0x01>");
+  ASSERT_NE(at, std::string::npos);
+  bytes.replace(at, 6, "<0x00>");  // token 4 now repeats token 3
+  const auto path = std::filesystem::temp_directory_path() / "calm-gguf-repeated-token.gguf";
+  std::ofstream(path, std::ios::binary) << bytes;
+
+  try {
+    check_llama_loadable(path.string());
+    ADD_FAILURE() << "a repeated token was not found";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("corrupt vocabulary: tokenizer.ggml.tokens["),
+              std::string::npos)
+        << e.what();
+  }
+  LlamaEngine::Options options;
+  options.id = "dup";
+  options.gguf_path = path.string();
+  options.context = 64;
+  LlamaEngine engine(options);
+  try {
+    engine.load();
+    ADD_FAILURE() << "loaded";
+  } catch (const EngineError& e) {
+    EXPECT_EQ(e.kind(), EngineError::Kind::kUnavailable);
+    EXPECT_NE(std::string(e.what()).find("model 'dup': cannot load GGUF file"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_NO_THROW(check_llama_loadable(testing::test_model("tiny-plain.gguf")));
+  std::filesystem::remove(path);
+}
+
+// Found by fuzz/gguf_fuzzer: a block_count of 0 or past llama.cpp's layer
+// limit made llama.cpp abort the process (GGML_ASSERT in llama-model.cpp);
+// calm refuses such a file before llama.cpp reads it.
+TEST(GgufInfo, ABlockCountOutOfRangeIsAClearLoadErrorNotAnAbort) {
+  std::ifstream in(testing::test_model("tiny-plain.gguf"), std::ios::binary);
+  const std::string original((std::istreambuf_iterator<char>(in)), {});
+  const std::string key = ".block_count";
+  const size_t at = original.find(key);
+  ASSERT_NE(at, std::string::npos);
+  // After the key: its type (4 bytes, a uint32 here) and then its value.
+  const size_t value_at = at + key.size() + 4;
+  for (const uint32_t layers : {0u, 513u, 0xffffffffu}) {
+    std::string bytes = original;
+    std::memcpy(bytes.data() + value_at, &layers, sizeof layers);
+    const auto path = std::filesystem::temp_directory_path() / "calm-gguf-block-count.gguf";
+    std::ofstream(path, std::ios::binary) << bytes;
+    try {
+      check_llama_loadable(path.string());
+      ADD_FAILURE() << "block_count " << layers << " was not refused";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("block_count is " + std::to_string(layers)),
+                std::string::npos)
+          << e.what();
+    }
+    LlamaEngine::Options options;
+    options.id = "layers";
+    options.gguf_path = path.string();
+    options.context = 64;
+    LlamaEngine engine(options);
+    EXPECT_THROW(engine.load(), EngineError);
+    std::filesystem::remove(path);
+  }
 }
 
 // The estimate is what the cache charges a model before its first load; the

@@ -312,5 +312,110 @@ TEST(KnowledgeStore, GoalsAreTheLastSetAndSurviveARestart) {
   EXPECT_EQ(*goals, (nlohmann::json{{"latency", {{"p95_ms", 300}}}}));
 }
 
+// Runs `sql` on a connection of the test's own; false (with the message in
+// the test's output) if it fails.
+bool exec_sql(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  const bool ok = sqlite3_exec(db, sql, nullptr, nullptr, &error) == SQLITE_OK;
+  if (!ok) ADD_FAILURE() << error;
+  sqlite3_free(error);
+  sqlite3_close(db);
+  return ok;
+}
+
+TEST(KnowledgeStore, WithoutKeepTextNoTextIsWrittenWhateverIsAsked) {
+  testing::TempDir dir("calm-knowledge");
+  const std::string path = dir.file("k.db");
+  {
+    KnowledgeStore store(path);
+    EXPECT_FALSE(store.keeps_text());
+    store.record_request(make_record(1));
+    store.record_text({"chatcmpl-1", 0, "m", "chat", "the prompt", "the answer"});
+  }
+  EXPECT_EQ(query_text(path, "SELECT count(*) FROM request_texts"), "0");
+  EXPECT_EQ(query_text(path, "SELECT count(*) FROM requests"), "1");
+  EXPECT_EQ(testing::read_bytes(path).find("the prompt"), std::string::npos);
+}
+
+TEST(KnowledgeStore, WithKeepTextEachRequestsTextIsKeptAndRetainedLikeItsRecord) {
+  testing::TempDir dir("calm-knowledge");
+  const std::string path = dir.file("k.db");
+  KnowledgeStore::Options options;
+  options.keep_text = true;
+  options.max_requests = 2;
+  KnowledgeStore store(path, options);
+  for (int n = 1; n <= 3; ++n) {
+    store.record_request(make_record(n));
+    store.record_text(
+        {numbered("chatcmpl-", n), 0, "m", "chat", numbered("prompt ", n), numbered("answer ", n)});
+  }
+  store.flush();
+  EXPECT_FALSE(store.text("chatcmpl-1").has_value());  // past retention, like its record
+  const auto kept = store.text("chatcmpl-3");
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(kept->prompt, "prompt 3");
+  EXPECT_EQ(kept->answer, "answer 3");
+  EXPECT_EQ(kept->endpoint, "chat");
+  EXPECT_GT(kept->ts, 0);
+}
+
+// A file written by the calm before request_texts existed (schema 1) is
+// migrated in place: what it held stays, and text can be kept in it.
+TEST(KnowledgeStore, AVersionOneFileIsMigratedKeepingItsRecords) {
+  testing::TempDir dir("calm-knowledge");
+  const std::string path = dir.file("k.db");
+  ASSERT_TRUE(exec_sql(path, R"sql(
+    CREATE TABLE schema_version (version INTEGER NOT NULL);
+    INSERT INTO schema_version VALUES (1);
+    CREATE TABLE requests (id INTEGER PRIMARY KEY, response_id TEXT UNIQUE, ts REAL NOT NULL,
+      model TEXT NOT NULL, routed_by TEXT NOT NULL, queue_ms REAL, ttft_ms REAL,
+      latency_ms REAL, tokens_in INTEGER, tokens_out INTEGER, decode_tps REAL, energy_j REAL,
+      energy_source TEXT, memory_bytes INTEGER, confidence REAL, feedback REAL);
+    CREATE TABLE adaptations (id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL,
+      reason TEXT NOT NULL, figures TEXT NOT NULL, "before" TEXT NOT NULL,
+      "after" TEXT NOT NULL);
+    CREATE TABLE goals (name TEXT PRIMARY KEY, spec TEXT NOT NULL, ts REAL NOT NULL);
+    INSERT INTO requests (response_id, ts, model, routed_by, latency_ms, feedback)
+      VALUES ('chatcmpl-old', 1700000000, 'old-model', 'semantic', 12.5, 1.0);
+  )sql"));
+  KnowledgeStore::Options options;
+  options.keep_text = true;
+  {
+    KnowledgeStore store(path, options);
+    const auto old = store.recent_requests("old-model", 10);
+    ASSERT_EQ(old.size(), 1u);
+    EXPECT_EQ(old[0].response_id, "chatcmpl-old");
+    EXPECT_DOUBLE_EQ(old[0].latency_ms, 12.5);
+    store.record_request(make_record(1));
+    store.record_text({"chatcmpl-1", 0, "m", "completions", "p", "a"});
+  }
+  EXPECT_EQ(query_text(path, "SELECT max(version) FROM schema_version"),
+            std::to_string(KnowledgeStore::schema_version()));
+  KnowledgeStore again(path, options);
+  EXPECT_EQ(again.request_count(), 2u);
+  ASSERT_TRUE(again.text("chatcmpl-1").has_value());
+  EXPECT_EQ(again.text("chatcmpl-1")->answer, "a");
+}
+
+TEST(KnowledgeStore, AFileFromANewerCalmIsRefusedNamingBothVersions) {
+  testing::TempDir dir("calm-knowledge");
+  const std::string path = dir.file("k.db");
+  { KnowledgeStore store(path); }
+  ASSERT_TRUE(exec_sql(path, "UPDATE schema_version SET version = 99"));
+  try {
+    KnowledgeStore store(path);
+    FAIL() << "opened a file from a newer calm";
+  } catch (const std::runtime_error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("schema version 99 is newer than this calm's (" +
+                           std::to_string(KnowledgeStore::schema_version()) + ")"),
+              std::string::npos)
+        << message;
+  }
+  EXPECT_EQ(query_text(path, "SELECT max(version) FROM schema_version"), "99");  // untouched
+}
+
 }  // namespace
 }  // namespace calm
