@@ -4,12 +4,17 @@
 
 #include <atomic>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <stdexcept>
+#include <type_traits>
+
+#include "server/tls_context.h"
 
 namespace calm {
 namespace {
@@ -17,9 +22,12 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using asio::awaitable;
 using asio::use_awaitable;
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 constexpr int kListenBacklog = 1024;
 
@@ -87,9 +95,13 @@ void set_fields(Message& res, const HttpResponse& r, bool keep_alive) {
 }
 
 bool client_gone(const beast::error_code& ec) {
+  // Over TLS: a client that closes its TCP connection without TLS's
+  // close_notify (most do), or whose records do not decrypt; neither can be
+  // answered.
   return ec == asio::error::eof || ec == asio::error::connection_reset ||
          ec == asio::error::broken_pipe || ec == asio::error::operation_aborted ||
-         ec == beast::error::timeout || ec == http::error::end_of_stream;
+         ec == beast::error::timeout || ec == http::error::end_of_stream ||
+         ec == ssl::error::stream_truncated || ec.category() == asio::error::get_ssl_category();
 }
 
 // The AsyncReply of one connection. Producers (any thread) queue under the
@@ -196,6 +208,7 @@ struct HttpTransport::Impl {
   Options options;
   Handler handler;
   ErrorBody error_body;
+  std::shared_ptr<ssl::context> tls;  // set by bind() when options.tls; then read-only
   asio::io_context ioc;
   tcp::acceptor acceptor{ioc};
   std::vector<std::thread> threads;
@@ -225,9 +238,19 @@ struct HttpTransport::Impl {
   awaitable<void> accept_loop();
   awaitable<void> session(tcp::socket socket);
   awaitable<void> refuse(tcp::socket socket);
-  awaitable<bool> write_now(beast::tcp_stream& stream, const HttpResponse& r, unsigned version,
+  // The TLS handshake, within options.tls->handshake_timeout; false: closed.
+  awaitable<bool> handshake(TlsStream& stream);
+  // A connection's requests, one after another, until it closes; the same
+  // for both streams (Stream: PlainStream or TlsStream).
+  template <class Stream>
+  awaitable<void> serve(Stream& stream);
+  template <class Stream>
+  awaitable<void> answer_refused(Stream& stream);
+  template <class Stream>
+  awaitable<bool> write_now(Stream& stream, const HttpResponse& r, unsigned version,
                             bool keep_alive);
-  awaitable<bool> serve_later(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+  template <class Stream>
+  awaitable<bool> serve_later(Stream& stream, beast::flat_buffer& buffer,
                               const std::function<void(std::shared_ptr<AsyncReply>)>& later,
                               unsigned version, bool keep_alive);
 };
@@ -244,6 +267,10 @@ HttpTransport::~HttpTransport() {
 }
 
 int HttpTransport::bind() {
+  if (impl_->options.tls && !impl_->tls) {
+    impl_->tls =
+        make_server_tls_context(impl_->options.tls->cert_file, impl_->options.tls->key_file);
+  }
   beast::error_code ec;
   const auto address = asio::ip::make_address(impl_->options.host, ec);
   const std::string where = impl_->options.host + ":" + std::to_string(impl_->options.port);
@@ -312,36 +339,74 @@ awaitable<void> HttpTransport::Impl::accept_loop() {
 }
 
 // One connection too many: 503 with Retry-After, then closed, without
-// reading its request.
+// reading its request. Over TLS the answer needs the handshake first (a TLS
+// client could not read it otherwise), bounded like any other.
 awaitable<void> HttpTransport::Impl::refuse(tcp::socket socket) {
-  beast::tcp_stream stream(std::move(socket));
+  if (!tls) {
+    PlainStream stream(std::move(socket));
+    co_await answer_refused(stream);
+    co_return;
+  }
+  TlsStream stream(std::move(socket), *tls);
+  if (co_await handshake(stream)) co_await answer_refused(stream);
+}
+
+template <class Stream>
+awaitable<void> HttpTransport::Impl::answer_refused(Stream& stream) {
   HttpResponse r =
       error_body(503, "too many open connections (server.max_connections is " +
                           std::to_string(options.max_connections) + "); try again shortly");
   r.headers.emplace_back("Retry-After", "1");
   co_await write_now(stream, r, 11, /*keep_alive=*/false);
   beast::error_code ec;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_both, ec);
 }
 
-awaitable<bool> HttpTransport::Impl::write_now(beast::tcp_stream& stream, const HttpResponse& r,
+awaitable<bool> HttpTransport::Impl::handshake(TlsStream& stream) {
+  beast::error_code ec;
+  beast::get_lowest_layer(stream).expires_after(options.tls->handshake_timeout);
+  co_await stream.async_handshake(ssl::stream_base::server,
+                                  asio::redirect_error(use_awaitable, ec));
+  if (ec) {
+    // Plain HTTP to this port, a client that gave up or never spoke, a
+    // protocol or certificate disagreement: nothing to answer.
+    spdlog::debug("TLS handshake failed: {}", ec.message());
+    beast::get_lowest_layer(stream).close();
+    co_return false;
+  }
+  co_return true;
+}
+
+template <class Stream>
+awaitable<bool> HttpTransport::Impl::write_now(Stream& stream, const HttpResponse& r,
                                                unsigned version, bool keep_alive) {
   http::response<http::string_body> res{static_cast<http::status>(r.status), version};
   set_fields(res, r, keep_alive);
   res.body() = r.body;
   res.prepare_payload();
   beast::error_code ec;
-  stream.expires_after(options.write_timeout);
+  beast::get_lowest_layer(stream).expires_after(options.write_timeout);
   co_await http::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
   co_return !ec;
 }
 
 awaitable<void> HttpTransport::Impl::session(tcp::socket socket) {
-  struct Leaving {  // however the session ends, it no longer counts
+  struct Leaving {  // however the session ends (the handshake included), it no longer counts
     std::atomic<size_t>& connections;
     ~Leaving() { connections--; }
   } leaving{connections};
-  beast::tcp_stream stream(std::move(socket));
+  if (!tls) {
+    PlainStream stream(std::move(socket));
+    co_await serve(stream);
+    co_return;
+  }
+  TlsStream stream(std::move(socket), *tls);
+  if (co_await handshake(stream)) co_await serve(stream);
+}
+
+template <class Stream>
+awaitable<void> HttpTransport::Impl::serve(Stream& stream) {
+  auto& tcp_layer = beast::get_lowest_layer(stream);
   beast::flat_buffer buffer;
   bool keep_alive = true;
   while (keep_alive) {
@@ -349,7 +414,7 @@ awaitable<void> HttpTransport::Impl::session(tcp::socket socket) {
     parser.body_limit(options.max_body_bytes);
     parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
     beast::error_code ec;
-    stream.expires_after(options.idle_timeout);
+    tcp_layer.expires_after(options.idle_timeout);
     co_await http::async_read_header(stream, buffer, parser,
                                      asio::redirect_error(use_awaitable, ec));
     unsigned version = 11;
@@ -358,12 +423,12 @@ awaitable<void> HttpTransport::Impl::session(tcp::socket socket) {
       // curl and others wait for this before sending a larger body.
       if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
         http::response<http::empty_body> go_on{http::status::continue_, version};
-        stream.expires_after(options.write_timeout);
+        tcp_layer.expires_after(options.write_timeout);
         co_await http::async_write(stream, go_on, asio::redirect_error(use_awaitable, ec));
       }
     }
     if (!ec && !parser.is_done()) {
-      stream.expires_after(options.read_timeout);
+      tcp_layer.expires_after(options.read_timeout);
       co_await http::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
     }
     if (ec) {
@@ -400,13 +465,17 @@ awaitable<void> HttpTransport::Impl::session(tcp::socket socket) {
       break;
     }
   }
+  // Over TLS too: no close_notify exchange, whose wait for the client's
+  // answer would hold the socket; every response is delimited by its length
+  // or its last chunk, so the client has all of it.
   beast::error_code ec;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  stream.close();
+  tcp_layer.socket().shutdown(tcp::socket::shutdown_send, ec);
+  tcp_layer.close();
 }
 
+template <class Stream>
 awaitable<bool> HttpTransport::Impl::serve_later(
-    beast::tcp_stream& stream, beast::flat_buffer& buffer,
+    Stream& stream, beast::flat_buffer& buffer,
     const std::function<void(std::shared_ptr<AsyncReply>)>& later, unsigned version,
     bool keep_alive) {
   const auto strand = co_await asio::this_coro::executor;
@@ -421,14 +490,22 @@ awaitable<bool> HttpTransport::Impl::serve_later(
     size_t bytes = 0;
   };
   auto watch = std::make_shared<Watch>();
-  stream.expires_never();
-  stream.socket().async_read_some(buffer.prepare(4096),
-                                  [watch, reply](beast::error_code ec, size_t bytes) {
-                                    watch->done = true;
-                                    watch->ec = ec;
-                                    watch->bytes = bytes;
-                                    reply->wake().cancel();
-                                  });
+  auto& tcp_layer = beast::get_lowest_layer(stream);
+  auto on_read = [watch, reply](beast::error_code ec, size_t bytes) {
+    watch->done = true;
+    watch->ec = ec;
+    watch->bytes = bytes;
+    reply->wake().cancel();
+  };
+  // With no deadline: a reply may wait in the queue or between tokens for as
+  // long as it takes. The writes below set only the write side's deadline
+  // (Beast's tcp_stream leaves a pending read's alone).
+  tcp_layer.expires_never();
+  if constexpr (std::is_same_v<Stream, TlsStream>) {
+    stream.async_read_some(buffer.prepare(4096), on_read);  // decrypted bytes
+  } else {
+    tcp_layer.socket().async_read_some(buffer.prepare(4096), on_read);
+  }
   try {
     later(reply);
   } catch (const std::exception& e) {
@@ -454,7 +531,7 @@ awaitable<bool> HttpTransport::Impl::serve_later(
       set_fields(*head, *batch.head, keep_alive);
       head->chunked(true);
       serializer.emplace(*head);
-      stream.expires_after(options.write_timeout);
+      tcp_layer.expires_after(options.write_timeout);
       co_await http::async_write_header(stream, *serializer,
                                         asio::redirect_error(use_awaitable, ec));
       if (ec) {
@@ -466,13 +543,13 @@ awaitable<bool> HttpTransport::Impl::serve_later(
     }
     if (head_written) {
       for (const auto& chunk : batch.chunks) {
-        stream.expires_after(options.write_timeout);
+        tcp_layer.expires_after(options.write_timeout);
         co_await asio::async_write(stream, http::make_chunk(asio::buffer(chunk)),
                                    asio::redirect_error(use_awaitable, ec));
         if (ec) break;
       }
       if (!ec && batch.ended) {
-        stream.expires_after(options.write_timeout);
+        tcp_layer.expires_after(options.write_timeout);
         co_await asio::async_write(stream, http::make_chunk_last(),
                                    asio::redirect_error(use_awaitable, ec));
         if (!ec) break;
@@ -494,7 +571,7 @@ awaitable<bool> HttpTransport::Impl::serve_later(
   // The watching read must finish before the connection reads again.
   if (!watch->done) {
     beast::error_code cancel_ec;
-    stream.socket().cancel(cancel_ec);
+    tcp_layer.socket().cancel(cancel_ec);
     while (!watch->done) {
       beast::error_code wait_ec;
       co_await reply->wake().async_wait(asio::redirect_error(use_awaitable, wait_ec));

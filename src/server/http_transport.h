@@ -23,6 +23,13 @@
 // This layer knows nothing of calm: a handler gets the request and answers
 // with a response now or with an AsyncReply it completes later.
 //
+// TLS (Options::tls): every connection first does its TLS handshake, bounded
+// by the handshake timeout and counted against max_connections from its
+// accept, so a client that connects and never handshakes holds one socket
+// for that long and nothing else; then the same life as above, over the TLS
+// stream. A client that speaks plain HTTP to a TLS port fails the handshake
+// and is closed. One listener speaks one of the two, never both.
+//
 // Thread-safe: start() and stop() from any one thread; AsyncReply's producer
 // calls from any thread.
 #pragma once
@@ -95,6 +102,14 @@ class HttpTransport {
     std::chrono::seconds idle_timeout{60};
     std::chrono::seconds read_timeout{30};   // a request's body, once its head is in
     std::chrono::seconds write_timeout{30};  // each write
+
+    // HTTPS: the certificate chain and key (PEM files); unset: plain HTTP.
+    struct Tls {
+      std::string cert_file;
+      std::string key_file;
+      std::chrono::milliseconds handshake_timeout{10000};
+    };
+    std::optional<Tls> tls;
   };
   // Called on an I/O thread for every request; must not block. An exception
   // it throws is answered 500.
@@ -107,7 +122,8 @@ class HttpTransport {
   ~HttpTransport();  // stop()
 
   // Binds and listens; returns the bound port. Throws std::runtime_error
-  // naming the address when it cannot.
+  // naming the address when it cannot, and TlsFileError (server/tls_context.h)
+  // when the TLS certificate or key cannot be used.
   int bind();
   // Starts the I/O threads; returns at once.
   void start();
