@@ -105,6 +105,13 @@ void parse_common(const json& body, ApiRequest& request, int default_max_tokens)
   // max_completion_tokens is the newer name for the same limit.
   const long long legacy = integer_field(body, "max_tokens", default_max_tokens, 1, 1 << 24);
   s.max_tokens = static_cast<int>(integer_field(body, "max_completion_tokens", legacy, 1, 1 << 24));
+  for (const char* name : {"max_completion_tokens", "max_tokens"}) {
+    const auto it = body.find(name);
+    if (it != body.end() && !it->is_null()) {
+      s.max_tokens_field = name;
+      break;
+    }
+  }
   s.stop = parse_stop(body);
   s.ignore_eos = bool_field(body, "ignore_eos", false);
   if (integer_field(body, "n", 1, 1, 1) != 1) {
@@ -129,7 +136,8 @@ std::string message_text(const json& content, size_t index) {
     bool any_text = false;
     for (const auto& part : content) {
       if (!part.is_object()) throw ApiError::bad_request(param + " parts must be objects", param);
-      if (part.value("type", "") != "text") continue;
+      const auto type = part.find("type");
+      if (type == part.end() || !type->is_string() || type->get<std::string>() != "text") continue;
       const auto t = part.find("text");
       if (t == part.end() || !t->is_string()) {
         throw ApiError::bad_request(param + " text parts need a string 'text'", param);
@@ -145,6 +153,14 @@ std::string message_text(const json& content, size_t index) {
 }
 
 }  // namespace
+
+json parse_request_body(const std::string& text) {
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number such as 1e999
+    throw ApiError::bad_request(std::string("the request body is not valid JSON: ") + e.what());
+  }
+}
 
 ApiRequest parse_chat_request(const json& body) {
   require_object(body);

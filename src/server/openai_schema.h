@@ -23,6 +23,9 @@ struct ApiRequest {
   bool include_usage = false;  // stream_options.include_usage
 };
 
+// The JSON of a request body; throws ApiError (400) when it is not JSON.
+nlohmann::json parse_request_body(const std::string& text);
+
 // Both throw ApiError.
 ApiRequest parse_chat_request(const nlohmann::json& body);
 ApiRequest parse_completion_request(const nlohmann::json& body);

@@ -80,6 +80,36 @@ TEST(OpenAiSchema, ContentWithoutTextIsRejected) {
             "messages[0].content");
 }
 
+// Found by fuzz/request_body_fuzzer: nlohmann throws out_of_range, not
+// parse_error, for a number too large for a double, which the server answered
+// with a 500.
+TEST(OpenAiSchema, ABodyWithANumberTooLargeForADoubleIsA400) {
+  for (const std::string text : {"{\"model\": \"m\", \"temperature\": 1e999}",
+                                 "{\"messages\": [1e999{\"role\": \"user\"}]}", "-1e400"}) {
+    try {
+      parse_request_body(text);
+      ADD_FAILURE() << "parsed: " << text;
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status, 400);
+      EXPECT_NE(e.message.find("not valid JSON"), std::string::npos) << e.message;
+    }
+  }
+}
+
+// Found by fuzz/request_body_fuzzer: a content part whose "type" is not a
+// string made json::value throw type_error (a 500); such a part is not a
+// text part.
+TEST(OpenAiSchema, AContentPartWithANonStringTypeIsNotAText) {
+  const ApiRequest r = parse_chat_request(chat(
+      {{"messages",
+        {{{"role", "user"}, {"content", {{{"type", 7}}, {{"type", "text"}, {"text", "a"}}}}}}}}));
+  EXPECT_EQ(r.generation.messages[0].content, "a");
+  EXPECT_EQ(
+      rejected_param(chat(
+          {{"messages", {{{"role", "user"}, {"content", {{{"type", nullptr}, {"text", "b"}}}}}}}})),
+      "messages[0].content");
+}
+
 TEST(OpenAiSchema, MissingModelIsRejected) {
   json body = chat();
   body.erase("model");
