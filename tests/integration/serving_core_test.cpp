@@ -8,6 +8,7 @@
 #include <csignal>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -15,6 +16,7 @@
 
 #include "support/calm_client.h"
 #include "support/process.h"
+#include "support/raw_connection.h"
 #include "support/test_env.h"
 
 namespace calm {
@@ -91,16 +93,23 @@ TEST(ServingCore, ClientLeavingWhileItsModelLoadsFreesItsPlaceAndShutdownCutsThe
 }
 
 TEST(ServingCore, ClientLeavingANonStreamedGenerationFreesItsSlot) {
-  // 30000 tokens take far longer than the client's 1 s on any machine.
+  // 30000 tokens take far longer than this test on any machine. The client
+  // leaves only once its generation holds the slot, so the test does not
+  // depend on how fast the request got there.
   CalmServer server("models:\n  - id: long\n    gguf: " + testing::test_model("tiny-chatml.gguf") +
                     "\n    context: 32768\n    threads: 1\n");
-  Clients clients;
   const std::string body = json{
       {"model", "long"},
       {"messages", {{{"role", "user"}, {"content", "Go on."}}}},
       {"max_tokens", 30000},
       {"ignore_eos", true}}.dump();
-  clients.send(server, body, /*read_timeout_s=*/1);
+  auto client = std::make_unique<testing::RawConnection>(
+      server.port(), testing::post_request("/v1/chat/completions", body));
+  ASSERT_TRUE(client->connected());
+  ASSERT_TRUE(wait_state(server, [](const json& s) {
+    return s["models"]["long"]["slots_busy"] == 1;
+  })) << state(server).dump();
+  client.reset();  // the client goes away mid-generation
   ASSERT_TRUE(wait_state(server, [](const json& s) {
     return s["models"]["long"]["cancelled"] == 1 && s["models"]["long"]["slots_busy"] == 0;
   })) << state(server).dump();

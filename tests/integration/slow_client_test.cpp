@@ -1,11 +1,7 @@
 // Slow clients against the real `calm serve`: connections that send part of
 // a request and then nothing hold a socket and a coroutine, never one of the
 // two HTTP threads, so everyone else is still served.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <nlohmann/json.hpp>
@@ -13,6 +9,7 @@
 #include <vector>
 
 #include "support/process.h"
+#include "support/raw_connection.h"
 #include "support/test_env.h"
 
 namespace calm {
@@ -20,31 +17,8 @@ namespace {
 
 using nlohmann::json;
 using testing::CalmServer;
-
-// A connection that has sent `part` of a request and then goes quiet.
-class HalfSentRequest {
- public:
-  HalfSentRequest(int port, const std::string& part) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ =
-        fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-        ::send(fd_, part.data(), part.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(part.size());
-  }
-  ~HalfSentRequest() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  HalfSentRequest(const HalfSentRequest&) = delete;
-  HalfSentRequest& operator=(const HalfSentRequest&) = delete;
-  bool connected() const { return connected_; }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-};
+// A connection that has sent part of a request and then goes quiet.
+using HalfSentRequest = testing::RawConnection;
 
 // One tiny model, with `server` settings (a YAML flow mapping's inside).
 std::string tiny_fleet(const std::string& server) {
