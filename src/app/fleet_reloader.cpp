@@ -14,9 +14,31 @@ std::vector<Scheduler::ModelSlots> scheduler_slots(const FleetConfig& config) {
   return slots;
 }
 
+std::string placed_layout(const FleetConfig& config) {
+  std::string layout;
+  for (const NodeConfig& n : config.nodes) {
+    layout += "node " + n.id + " " + n.kind + " " + n.url + " " + std::to_string(n.budget_bytes) +
+              " " + n.api_key + " " + std::to_string(n.max_queue) + " " +
+              std::to_string(n.connect_timeout.count()) + " " +
+              std::to_string(n.load_timeout.count()) + "\n";
+  }
+  for (const ModelConfig& m : config.models) {
+    if (m.backend != ModelConfig::Backend::kNodes) continue;
+    layout += "model " + m.id + " " + m.upstream_model + " " + std::to_string(m.estimated_bytes);
+    for (const std::string& node : m.nodes) layout += " " + node;
+    layout += "\n";
+  }
+  return layout;
+}
+
 nlohmann::json FleetReloader::reload() {
   std::lock_guard lock(mutex_);
   const FleetConfig config = load_fleet_config(path_);
+  if (placed_layout(config) != auth_.placed_layout) {
+    throw ConfigError(path_ +
+                      ": nodes: the nodes and the models they serve are read at start; "
+                      "restart calm serve to change them");
+  }
   if (auth_.keys) {
     if (const auto refusal = exposure_refusal(auth_.host, config.auth, auth_.insecure)) {
       throw ConfigError(path_ + ": auth.keys: " + *refusal);

@@ -30,7 +30,13 @@ struct ReloadedKeys {
   ApiKeys* keys = nullptr;  // null: keys are not reloaded
   std::string host;
   bool insecure = false;
+  // placed_layout() of the fleet calm started with: nodes are read at start.
+  std::string placed_layout;
 };
+
+// The nodes and what the models served by nodes ask of them, as one string:
+// a reload that changes it is refused (the placement is built at start).
+std::string placed_layout(const FleetConfig& config);
 
 class FleetReloader {
  public:

@@ -14,6 +14,8 @@
 #include "mapek/mape_loop.h"
 #include "meters/energy_attributor.h"
 #include "meters/make_energy_meter.h"
+#include "nodes/node_fleet.h"
+#include "nodes/placed_engine.h"
 #include "pipeline/request_pipeline.h"
 #include "registry/registry.h"
 #include "router/router.h"
@@ -89,6 +91,9 @@ Command add_serve_command(CLI::App& app) {
   return [args] {
     spdlog::set_level(spdlog::level::from_str(args->log_level));
     std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up is an error return, not a kill
+    // Likewise a file past the process's size limit (RLIMIT_FSIZE): the
+    // knowledge store's write fails and is counted, calm serves on.
+    std::signal(SIGXFSZ, SIG_IGN);
     block_stop_signals();
 
     FleetConfig config;
@@ -108,7 +113,22 @@ Command add_serve_command(CLI::App& app) {
     }
     ApiKeys keys(config.auth);
 
-    Registry registry(config);
+    // The nodes, before the registry: their engines need them, and they must
+    // outlive those engines (destroyed in the reverse order).
+    std::unique_ptr<NodeFleet> nodes;
+    Registry::NodeEngineFactory node_engines;
+    if (!config.nodes.empty()) {
+      try {
+        nodes = std::make_unique<NodeFleet>(config);
+      } catch (const std::exception& e) {
+        std::cerr << "calm serve: " << config.source << ": nodes: " << e.what() << "\n";
+        return 2;
+      }
+      node_engines = [&nodes](const ModelConfig& model) -> std::unique_ptr<Engine> {
+        return std::make_unique<PlacedEngine>(*nodes, model);
+      };
+    }
+    Registry registry(config, node_engines);
     std::unique_ptr<ResidentSet> resident;
     try {
       resident = std::make_unique<ResidentSet>(config, registry);
@@ -158,12 +178,20 @@ Command add_serve_command(CLI::App& app) {
       return 2;
     }
     EnergyAttributor energy(*meter);
+    if (config.knowledge.keep_text && loop_config.knowledge.empty()) {
+      std::cerr << "calm serve: " << config.source
+                << ": knowledge.keep_text: needs a knowledge file to keep the text in "
+                   "(loop.knowledge, or --knowledge)\n";
+      return 2;
+    }
     std::shared_ptr<KnowledgeStore> knowledge;
     if (!loop_config.knowledge.empty()) {
       try {
         std::filesystem::create_directories(
             std::filesystem::path(loop_config.knowledge).parent_path());
-        knowledge = std::make_shared<KnowledgeStore>(loop_config.knowledge);
+        KnowledgeStore::Options knowledge_options;
+        knowledge_options.keep_text = config.knowledge.keep_text;
+        knowledge = std::make_shared<KnowledgeStore>(loop_config.knowledge, knowledge_options);
       } catch (const std::exception& e) {
         std::cerr << "calm serve: " << config.source << ": loop.knowledge: " << e.what() << "\n";
         return 2;
@@ -191,9 +219,14 @@ Command add_serve_command(CLI::App& app) {
                               {{"state", CircuitBreakers::state_name(change.from)}},
                               {{"state", CircuitBreakers::state_name(change.to)}});
         });
-    ServerMetrics metrics(resident->cache(), scheduler, loop, &breakers);
+    ServerMetrics metrics(resident->cache(), scheduler, loop, &breakers, knowledge.get());
     spdlog::info("energy: {}; MAPE-K loop {}", meter->source(),
                  loop_config.enabled ? "on" : "off (monitoring only)");
+    if (knowledge) {
+      spdlog::info("knowledge: {} ({})", knowledge->path(),
+                   config.knowledge.keep_text ? "keeps prompt and answer text (knowledge.keep_text)"
+                                              : "metrics only, no prompt or answer text");
+    }
 
     RequestPipeline pipeline(
         {.registry = registry,
@@ -211,20 +244,30 @@ Command add_serve_command(CLI::App& app) {
                                 const std::string&) { metrics.record_retry(failed); },
          .on_failure = [&metrics](const std::string& model, const ApiError&,
                                   bool mid_stream) { metrics.record_failure(model, mid_stream); }});
-    HttpServer server(config.server, {registry, *resident, scheduler, pipeline, semantic, &loop,
-                                      &metrics, &keys, &breakers});
-    FleetReloader reloader(
-        args->config, registry, *resident, scheduler, semantic,
-        {.keys = &keys, .host = config.server.host, .insecure = config.server.insecure});
+    HttpServer server(config.server,
+                      {registry, *resident, scheduler, pipeline, semantic, &loop, &metrics, &keys,
+                       &breakers, config.knowledge.keep_text ? knowledge.get() : nullptr});
+    FleetReloader reloader(args->config, registry, *resident, scheduler, semantic,
+                           {.keys = &keys,
+                            .host = config.server.host,
+                            .insecure = config.server.insecure,
+                            .placed_layout = placed_layout(config)});
     server.set_reload_handler([&reloader] { return reloader.reload(); });
     int port = 0;
     try {
       port = server.bind();
+    } catch (const ConfigError& e) {
+      std::cerr << "calm serve: " << config.source << ": " << e.what() << "\n";
+      return 2;
     } catch (const std::exception& e) {
       std::cerr << "calm serve: " << e.what() << "\n";
       return 2;
     }
-    // Start-up, bottom-up: the models, the loop, then the HTTP threads.
+    // Start-up, bottom-up: the nodes, the models, the loop, then the HTTP threads.
+    if (nodes) {
+      nodes->start();
+      spdlog::info("nodes: {} ({} eviction on each)", nodes->node_count(), config.cache.eviction);
+    }
     registry.load_all();
     resident->preload();
     loop.start();
@@ -242,7 +285,8 @@ Command add_serve_command(CLI::App& app) {
                                            : std::string("no"),
                  config.cache.eviction, config.scheduler.policy);
     // Tests and scripts read this line to learn the port.
-    std::cout << "calm: listening on http://" << config.server.host << ":" << port << std::endl;
+    std::cout << "calm: listening on " << (config.server.tls ? "https://" : "http://")
+              << config.server.host << ":" << port << std::endl;
 
     wait_for_stop(reloader);
 

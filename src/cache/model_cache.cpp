@@ -1,7 +1,6 @@
 #include "cache/model_cache.h"
 
 #include <algorithm>
-#include <cassert>
 #include <cstdio>
 #include <limits>
 #include <set>
@@ -215,6 +214,11 @@ std::optional<uint64_t> ModelCache::charged_bytes(const std::string& id) const {
   return it->second.bytes;
 }
 
+uint64_t ModelCache::used_bytes() const {
+  std::lock_guard lock(mutex_);
+  return used_locked();
+}
+
 bool ModelCache::resident_or_loading(const std::string& id) const {
   std::lock_guard lock(mutex_);
   const auto it = models_.find(id);
@@ -414,8 +418,12 @@ void ModelCache::wait_for_load(const Lease& lease) {
     throw CacheError(m.stats.last_error, m.last_error_kind);
   }
   // The lease kept the model busy, so a successful load cannot have been
-  // evicted since.
-  assert(m.state == State::kResident);
+  // evicted since; but a reload that replaced the model resets its record
+  // to unloaded (the new engine is not loaded), even with leases held.
+  if (m.state != State::kResident) {
+    throw CacheError("model '" + lease.id_ + "' was replaced by a fleet reload while it loaded",
+                     CacheError::Kind::kReplaced);
+  }
 }
 
 void ModelCache::Lease::wait() {

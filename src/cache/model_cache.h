@@ -62,6 +62,8 @@ class CacheError : public std::runtime_error {
   enum class Kind {
     kOther,      // unknown model, failed load, no room within the wait
     kNeverFits,  // the model can never fit cache.budget: no wait will help
+    kReplaced,   // a fleet reload replaced the model after the load this lease
+                 // waited for: the request should be admitted again
   };
   explicit CacheError(const std::string& what, Kind kind = Kind::kOther)
       : std::runtime_error(what), kind_(kind) {}
@@ -119,7 +121,9 @@ class ModelCache {
     bool was_hit() const { return hit_; }  // resident when asked
     // Blocks until the model is resident: performs the reserved swap (unload
     // victims, load) if this lease reserved it, else waits for the load it
-    // joined. Returns at once for a hit. Throws CacheError if the load failed.
+    // joined. Returns at once for a hit. Throws CacheError if the load failed,
+    // or (Kind::kReplaced) if a reload replaced the model before a joined load
+    // woke this lease.
     void wait();
 
    private:
@@ -162,6 +166,9 @@ class ModelCache {
   // What the model is charged now (measured once it has loaded); nullopt for
   // an unknown id. Thread-safe, cheap.
   std::optional<uint64_t> charged_bytes(const std::string& id) const;
+  // What is charged now in all (stats().used_bytes) without copying every
+  // model's record: O(models) under the lock, no allocation. Thread-safe.
+  uint64_t used_bytes() const;
   // Whether the model is resident or loading (work for it needs no new swap).
   bool resident_or_loading(const std::string& id) const;
 

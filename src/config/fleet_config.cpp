@@ -21,11 +21,11 @@ namespace fs = std::filesystem;
 
 std::chrono::milliseconds seconds_field(Fields& fields, const std::string& key,
                                         std::chrono::milliseconds fallback) {
-  const double seconds = fields.number(key, fallback.count() / 1000.0, 0.001, 86400);
-  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
+  return fields.seconds(key, fallback);
 }
 
-ServerConfig parse_server(const YAML::Node& node, const std::string& source) {
+ServerConfig parse_server(const YAML::Node& node, const std::string& source,
+                          const std::string& base_dir) {
   ServerConfig server;
   if (!node.IsDefined() || node.IsNull()) return server;
   Fields fields(node, source, "server");
@@ -39,8 +39,27 @@ ServerConfig parse_server(const YAML::Node& node, const std::string& source) {
       static_cast<int>(fields.integer("http_threads", server.http_threads, 1, 1024));
   server.drain_grace = seconds_field(fields, "drain_grace_s", server.drain_grace);
   server.insecure = fields.boolean("insecure", server.insecure);
+  server.tls = parse_tls_config(fields.get("tls"), source, base_dir);
   fields.reject_unknown();
   return server;
+}
+
+// models[].max_prompt_tokens and max_tokens_cap, after `context` is known.
+void parse_limits(Fields& fields, ModelConfig& model) {
+  if (fields.has("max_prompt_tokens")) {
+    if (!model.is_local()) {
+      fields.fail("max_prompt_tokens",
+                  "applies only to a local (gguf) model: calm does not tokenize a remote "
+                  "model's prompts, its server checks its own context");
+    }
+    model.max_prompt_tokens =
+        static_cast<int>(fields.integer("max_prompt_tokens", 0, 1, model.context - 1));
+  } else if (model.is_local()) {
+    model.max_prompt_tokens = model.context - 1;
+  }
+  const int default_cap = model.is_local() ? model.context : 0;
+  model.max_tokens_cap =
+      static_cast<int>(fields.integer("max_tokens_cap", default_cap, 1, 1 << 24));
 }
 
 ModelConfig parse_model(const YAML::Node& node, const std::string& source, size_t index,
@@ -78,11 +97,25 @@ ModelConfig parse_model(const YAML::Node& node, const std::string& source, size_
 
   const bool local = fields.has("gguf");
   const bool remote = fields.has("url");
-  if (local == remote) {
+  const bool placed = fields.has("nodes");
+  if (local + remote + placed != 1) {
     fields.fail_at(node, fields.field("gguf"),
-                   "give exactly one backend: 'gguf' (a file) or 'url'");
+                   "give exactly one backend: 'gguf' (a file), 'url' or 'nodes'");
   }
-  if (local) {
+  if (placed) {
+    model.backend = ModelConfig::Backend::kNodes;
+    model.nodes = fields.strings("nodes");
+    if (model.nodes.empty()) fields.fail("nodes", "expected a list of at least one node id");
+    model.upstream_model = fields.string("upstream_model", model.id);
+    model.connect_timeout = seconds_field(fields, "connect_timeout_s", model.connect_timeout);
+    model.read_timeout = seconds_field(fields, "read_timeout_s", model.read_timeout);
+    if (fields.has("bytes")) {
+      const YAML::Node value = fields.get("bytes");
+      const auto bytes = value.IsScalar() ? parse_byte_size(value.Scalar()) : std::nullopt;
+      if (!bytes) fields.fail("bytes", "expected a size such as 2GiB, 512MiB or a number of bytes");
+      model.estimated_bytes = *bytes;
+    }
+  } else if (local) {
     model.backend = ModelConfig::Backend::kLlama;
     fs::path path = fields.string("gguf", "", true);
     if (path.is_relative()) path = base_dir / path;
@@ -137,6 +170,7 @@ ModelConfig parse_model(const YAML::Node& node, const std::string& source, size_
       static_cast<int>(fields.integer("inject_delay_ms", model.inject_delay_ms, 0, 600000));
   model.inject_load_delay_ms = static_cast<int>(
       fields.integer("inject_load_delay_ms", model.inject_load_delay_ms, 0, 600000));
+  parse_limits(fields, model);
   fields.reject_unknown();
   return model;
 }
@@ -275,6 +309,30 @@ LoopConfig parse_loop(const YAML::Node& node, const std::string& source, const f
   return loop;
 }
 
+KnowledgeConfig parse_knowledge(const YAML::Node& node, const std::string& source) {
+  KnowledgeConfig knowledge;
+  if (!node.IsDefined() || node.IsNull()) return knowledge;
+  Fields fields(node, source, "knowledge");
+  knowledge.keep_text = fields.boolean("keep_text", knowledge.keep_text);
+  fields.reject_unknown();
+  return knowledge;
+}
+
+// Every node a model names is in `nodes:`.
+void check_model_nodes(const FleetConfig& config, const YAML::Node& models,
+                       const std::string& source) {
+  std::set<std::string> known;
+  for (const NodeConfig& node : config.nodes) known.insert(node.id);
+  for (size_t i = 0; i < config.models.size(); ++i) {
+    for (const std::string& id : config.models[i].nodes) {
+      if (!known.count(id)) {
+        Fields(models[i], source, "models[" + std::to_string(i) + "]")
+            .fail("nodes", "unknown node '" + id + "': every node must be listed in nodes:");
+      }
+    }
+  }
+}
+
 }  // namespace
 
 Goals load_goals_file(const std::string& path) {
@@ -349,7 +407,7 @@ FleetConfig parse_fleet_config(const std::string& yaml_text, const std::string& 
   FleetConfig config;
   config.source = source;
   Fields top(root, source, "");
-  config.server = parse_server(top.get("server"), source);
+  config.server = parse_server(top.get("server"), source, base_dir);
 
   const YAML::Node models = top.get("models");
   if (!models.IsDefined() || !models.IsSequence() || models.size() == 0) {
@@ -381,6 +439,9 @@ FleetConfig parse_fleet_config(const std::string& yaml_text, const std::string& 
   const YAML::Node loop = top.get("loop");
   if (loop.IsDefined()) config.loop = parse_loop(loop, source, base_dir);
   config.auth = parse_auth_config(top.get("auth"), source, base_dir);
+  config.knowledge = parse_knowledge(top.get("knowledge"), source);
+  config.nodes = parse_nodes(top.get("nodes"), source);
+  check_model_nodes(config, models, source);
   top.reject_unknown();
   return config;
 }

@@ -9,6 +9,7 @@
 //     http_threads: 2          # threads that parse and write HTTP (waiting holds none)
 //     drain_grace_s: 10        # SIGTERM: how long requests in flight may finish
 //     insecure: false          # allow a non-loopback host with no API keys
+//     tls: {cert: calm.pem, key: calm-key.pem}   # optional: HTTPS (config/tls_config.h)
 //   models:
 //     - id: tiny-chat                       # the name clients send as `model`
 //       description: "short general chat"   # what it is good at (for routing)
@@ -23,6 +24,8 @@
 //       # https:// URLs verify the server's certificate against the system's CAs;
 //       # ca_file: ca.pem trusts the CAs in that PEM file instead (relative to this
 //       # file), tls_verify: false skips the check (self-signed test servers only)
+//     - id: placed                          # served by nodes (config/node_config.h)
+//       nodes: [box-a, box-b]
 //       examples: ["a query it answers well"]  # for routing; or examples_file: x.jsonl
 //       tags: [maths]                       # labels (route-eval matches on id or tag)
 //   router:                                 # optional: route `model: auto` by meaning and QoS
@@ -53,12 +56,16 @@
 //     knowledge: calm-knowledge.db          # SQLite file that keeps what it learnt across restarts
 //     energy_meter: auto                    # auto | nvml | rapl | cpu-time
 //     watts_per_core: 15                    # power figure of the cpu-time estimate
+//   knowledge:                              # optional: what the knowledge file keeps
+//     keep_text: false                      # true: also each request's prompt and answer text
 //   auth:                                   # optional: API keys (config/auth_config.h)
 //     keys: [{name: alice, sha256: 9f86d0..., scope: inference, requests_per_minute: 60}]
 //   (per model: `pinned: true` is never evicted, `preload: true` loads at start,
 //    `max_in_flight: N` answers 429 beyond N queued + running requests,
 //    `inject_delay_ms: N` delays its answers and `inject_load_delay_ms: N` its
-//    loads, for fault-injection tests)
+//    loads, for fault-injection tests; `max_prompt_tokens: N` (local models;
+//    default context - 1) and `max_tokens_cap: N` (default: the context for
+//    a local model, none for a remote one) refuse larger requests with 400)
 //
 // Every error names the file, the line and the field, e.g.
 //   fleet.yaml:7: models[0].gguf: file not found: /abs/path/tiny.gguf
@@ -74,11 +81,13 @@
 
 #include "config/auth_config.h"
 #include "config/config_error.h"
+#include "config/node_config.h"
+#include "config/tls_config.h"
 
 namespace calm {
 
 struct ModelConfig {
-  enum class Backend { kLlama, kRemote };
+  enum class Backend { kLlama, kRemote, kNodes };
 
   std::string id;
   std::string description;
@@ -107,7 +116,7 @@ struct ModelConfig {
   int inject_delay_ms = 0;
   int inject_load_delay_ms = 0;
 
-  // kRemote
+  // kRemote (and kNodes: upstream_model, api_key is the node's, the timeouts)
   std::string base_url;
   std::string upstream_model;
   std::string api_key;
@@ -115,6 +124,22 @@ struct ModelConfig {
   std::chrono::milliseconds read_timeout{120000};
   std::string ca_file;     // https: CAs to trust instead of the system's; absolute; "" none
   bool tls_verify = true;  // https: verify the server's certificate and host name
+
+  // kNodes (config/node_config.h): the nodes that serve it, and what it
+  // takes loaded before calm has seen a load (0: unknown).
+  std::vector<std::string> nodes;
+  uint64_t estimated_bytes = 0;
+
+  // --- Per-request limits (engines/generation_limits.h) ---
+  // Prompt tokens a request may bring, after the chat template; local models
+  // only (calm tokenizes only those). Default: context - 1 (one token of
+  // room for the answer). More: 400 context_length_exceeded.
+  int max_prompt_tokens = 0;
+  // The largest max_tokens (or max_completion_tokens) a request may ask for;
+  // a request that asks for none gets its default lowered to it. Default:
+  // the context for a local model, none (0) for a remote one, whose server
+  // has its own. More: 400 max_tokens_exceeded.
+  int max_tokens_cap = 0;
 
   bool is_local() const { return backend == Backend::kLlama; }
 };
@@ -138,6 +163,10 @@ struct ServerConfig {
   // Listen on an address other than loopback with no API keys (auth.keys):
   // anyone who reaches the port may then run, reload and read the fleet.
   bool insecure = false;
+
+  // --- TLS (server.tls) ---
+  // Set: the listener speaks HTTPS only, with this certificate and key.
+  std::optional<TlsConfig> tls;
 };
 
 // Failover and circuit breakers (failover/circuit_breakers.h).
@@ -197,6 +226,14 @@ struct LoopConfig {
   double watts_per_core = 15;         // for the cpu-time estimate
 };
 
+// --- The knowledge file's privacy (`knowledge:`) ---
+// By default the knowledge file (loop.knowledge or --knowledge) keeps what
+// each request cost, never what it said; keeping the text is this explicit
+// option, and needs a knowledge file.
+struct KnowledgeConfig {
+  bool keep_text = false;  // each answered request's prompt and answer
+};
+
 struct FleetConfig {
   std::string source;  // the file it came from
   ServerConfig server;
@@ -207,6 +244,8 @@ struct FleetConfig {
   FailoverConfig failover;
   std::optional<LoopConfig> loop;  // absent: no MAPE-K loop
   AuthConfig auth;                 // no keys: every endpoint is open
+  KnowledgeConfig knowledge;
+  std::vector<NodeConfig> nodes;  // config/node_config.h; none: every model is here or at a url
 };
 
 // Reads a goals file. Throws ConfigError naming file, line and field.

@@ -38,11 +38,16 @@ struct ChatMessage {
 };
 
 struct SamplingParams {
-  float temperature = 0.8f;       // 0 means greedy
-  float top_p = 0.95f;            // (0, 1]
-  int top_k = 40;                 // 0 disables
-  std::optional<uint32_t> seed;   // unset: a fresh random seed per request
-  int max_tokens = 256;           // > 0
+  float temperature = 0.8f;      // 0 means greedy
+  float top_p = 0.95f;           // (0, 1]
+  int top_k = 40;                // 0 disables
+  std::optional<uint32_t> seed;  // unset: a fresh random seed per request
+  int max_tokens = 256;          // > 0
+  // The request field that set max_tokens ("max_tokens" or
+  // "max_completion_tokens"); empty: the API's default. A model's
+  // max_tokens_cap refuses an asked-for value above it and lowers a default
+  // to it (engines/generation_limits.h).
+  std::string max_tokens_field;
   std::vector<std::string> stop;  // at most 4, none empty
   bool ignore_eos = false;        // keep generating past end-of-generation (benchmarks)
 };
@@ -83,7 +88,13 @@ class EngineError : public std::runtime_error {
     kTimeout,          // 504: a remote backend did not connect or answer in time
     kInternal,         // 500
   };
-  EngineError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  // param: the request field at fault ("" for none, or the kind's usual
+  // one); code: a machine-readable reason ("" for the kind's usual one).
+  EngineError(Kind kind, const std::string& message, std::string param = "", std::string code = "")
+      : std::runtime_error(message),
+        kind_(kind),
+        param_(std::move(param)),
+        code_(std::move(code)) {}
   Kind kind() const { return kind_; }
   // The backend failed (down, broken, too slow), not the request: another
   // model may answer it (failover), and it counts against the backend's
@@ -92,9 +103,13 @@ class EngineError : public std::runtime_error {
     return kind_ == Kind::kUnavailable || kind_ == Kind::kUpstream || kind_ == Kind::kTimeout ||
            kind_ == Kind::kInternal;
   }
+  const std::string& param() const { return param_; }
+  const std::string& code() const { return code_; }
 
  private:
   Kind kind_;
+  std::string param_;
+  std::string code_;
 };
 
 // A one-way channel of events for one generation. Thread-safe: one producer

@@ -14,6 +14,8 @@
 #include <random>
 
 #include "engines/chat_template.h"
+#include "engines/generation_limits.h"
+#include "engines/gguf_info.h"
 #include "engines/llama_backend.h"
 #include "engines/tokenize.h"
 #include "util/log_softmax.h"
@@ -177,6 +179,13 @@ void LlamaEngine::load() {
   ensure_llama_backend();
   take_llama_errors();
 
+  try {
+    check_llama_loadable(options_.gguf_path);  // what llama.cpp would abort on
+  } catch (const std::runtime_error& e) {
+    throw EngineError(EngineError::Kind::kUnavailable,
+                      "model '" + options_.id + "': cannot load GGUF file " + e.what());
+  }
+
   const uint64_t gpu_free_before = gpu_free_bytes();
   llama_model_params mparams = llama_model_default_params();
   mparams.n_gpu_layers = options_.gpu_layers < 0 ? 999 : options_.gpu_layers;
@@ -288,16 +297,23 @@ std::shared_ptr<GenerationStream> LlamaEngine::submit(GenerationRequest request)
   if (!loaded_) {
     throw EngineError(EngineError::Kind::kUnavailable, "model '" + options_.id + "' is not loaded");
   }
+  apply_max_tokens_cap(options_.id, options_.max_tokens_cap, request.sampling);
   auto job = std::make_unique<Job>();
   job->prompt = tokenize_request(request);
   const int n_prompt = static_cast<int>(job->prompt.size());
-  if (n_prompt == 0) throw EngineError(EngineError::Kind::kBadRequest, "the prompt is empty");
+  const char* prompt_param = request.is_chat() ? "messages" : "prompt";
+  if (n_prompt == 0) {
+    throw EngineError(EngineError::Kind::kBadRequest, "the prompt is empty", prompt_param);
+  }
   if (n_prompt >= options_.context) {
     throw EngineError(EngineError::Kind::kContextOverflow,
                       "the prompt is " + std::to_string(n_prompt) + " tokens but model '" +
                           options_.id + "' has a context of " + std::to_string(options_.context) +
-                          " tokens per request, which leaves no room for an answer");
+                          " tokens per request, which leaves no room for an answer",
+                      prompt_param);
   }
+  check_prompt_tokens(options_.id, n_prompt, options_.max_prompt_tokens,
+                      "models[].max_prompt_tokens", request.is_chat());
   job->request = std::move(request);
   job->stream = std::make_shared<GenerationStream>();
   auto stream = job->stream;

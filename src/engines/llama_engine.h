@@ -76,6 +76,10 @@ class LlamaEngine : public Engine {
     int threads = 0;      // 0: hardware concurrency
     int batch = 512;      // max tokens per llama_decode
     int gpu_layers = -1;  // -1: all (ignored without a GPU backend)
+    // Per-request limits (engines/generation_limits.h); 0: none beyond the
+    // context (a prompt of context - 1 tokens at most).
+    int max_prompt_tokens = 0;
+    int max_tokens_cap = 0;
   };
 
   explicit LlamaEngine(Options options);
@@ -86,7 +90,9 @@ class LlamaEngine : public Engine {
   bool loaded() const override;  // thread-safe
 
   // Thread-safe. Throws EngineError: kUnavailable when not loaded,
-  // kContextOverflow when the prompt does not fit one slot's context.
+  // kContextOverflow when the prompt does not fit one slot's context or
+  // exceeds max_prompt_tokens, kBadRequest when it asks for more than
+  // max_tokens_cap.
   std::shared_ptr<GenerationStream> submit(GenerationRequest request) override;
 
   EngineHealth health() override;      // thread-safe

@@ -13,6 +13,8 @@
 #include <utility>
 #include <variant>
 
+#include "engines/generation_limits.h"
+#include "engines/http_client.h"
 #include "engines/openai_stream.h"
 #include "engines/remote_exchange.h"
 #include "util/utf8.h"
@@ -98,22 +100,13 @@ std::string RemoteEngine::describe() const {
 }
 
 RemoteEngine::ClientPtr RemoteEngine::make_client(std::chrono::milliseconds read_timeout) const {
-  ClientPtr client;
-  if (url_.tls()) {
-    auto tls = std::make_unique<httplib::SSLClient>(url_.host, url_.port);
-    tls->enable_server_certificate_verification(options_.tls_verify);
-    if (!options_.ca_file.empty()) tls->set_ca_cert_path(options_.ca_file);
-    client = std::move(tls);
-  } else {
-    client = std::make_unique<httplib::ClientImpl>(url_.host, url_.port);
-  }
-  client->set_connection_timeout(options_.connect_timeout);
-  client->set_read_timeout(read_timeout);
-  client->set_write_timeout(read_timeout);
-  client->set_keep_alive(true);
-  client->set_tcp_nodelay(true);  // SSE chunks are small; don't hold them back
-  if (!options_.api_key.empty()) client->set_bearer_token_auth(options_.api_key);
-  return client;
+  HttpClientSettings settings;
+  settings.connect_timeout = options_.connect_timeout;
+  settings.read_timeout = read_timeout;
+  settings.api_key = options_.api_key;
+  settings.ca_file = options_.ca_file;
+  settings.tls_verify = options_.tls_verify;
+  return make_http_client(url_, settings);
 }
 
 RemoteEngine::ClientPtr RemoteEngine::take_client() {
@@ -190,6 +183,12 @@ bool RemoteEngine::loaded() const {
 }
 
 EngineHealth RemoteEngine::health() {
+  EngineHealth health = check_health();
+  health.detail = without_secret(std::move(health.detail), options_.api_key);
+  return health;
+}
+
+EngineHealth RemoteEngine::check_health() {
   if (!url_error_.empty()) return {false, describe() + ": " + url_error_};
   try {
     // A client of its own with the short timeout: health must answer fast
@@ -231,6 +230,7 @@ EngineHealth RemoteEngine::health() {
 
 std::shared_ptr<GenerationStream> RemoteEngine::submit(GenerationRequest request) {
   if (!url_error_.empty()) throw EngineError(Kind::kUnavailable, describe() + ": " + url_error_);
+  apply_max_tokens_cap(options_.id, options_.max_tokens_cap, request.sampling);
   auto call = std::make_shared<Call>();
   call->request = std::move(request);
   call->start = Clock::now();
@@ -284,6 +284,10 @@ void RemoteEngine::work() {
     {
       std::lock_guard lock(mutex_);
       running_.erase(std::find(running_.begin(), running_.end(), call));
+    }
+    if (const auto* error = std::get_if<EngineError>(&*outcome)) {
+      outcome = EngineError(error->kind(), without_secret(error->what(), options_.api_key),
+                            error->param(), error->code());
     }
     deliver(*call->stream, std::move(*outcome));
   }

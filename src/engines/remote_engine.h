@@ -83,6 +83,7 @@ class RemoteEngine : public Engine {
     int workers = 8;                                  // exchanges in flight upstream at once (>= 1)
     std::string ca_file;     // https: PEM file of CAs to trust instead of the system's
     bool tls_verify = true;  // https: verify the certificate and host name
+    int max_tokens_cap = 0;  // engines/generation_limits.h; 0: none
   };
 
   // Does no I/O and starts no thread; never throws for a bad URL: the
@@ -140,7 +141,9 @@ class RemoteEngine : public Engine {
   struct Call;  // one generation, queued or running
   using ClientPtr = std::unique_ptr<httplib::ClientImpl>;
 
-  void work();   // a worker thread's loop
+  void work();  // a worker thread's loop
+  // health() before the upstream api_key is cut out of its detail.
+  EngineHealth check_health();
   void watch();  // the watcher thread's loop
   // Runs one exchange (retrying once on a stale kept-alive connection) and
   // returns how it ended; the caller delivers that to the call's stream.

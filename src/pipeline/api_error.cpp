@@ -19,9 +19,10 @@ ApiError ApiError::from_engine(const EngineError& error) {
   using Kind = EngineError::Kind;
   switch (error.kind()) {
     case Kind::kBadRequest:
-      return bad_request(error.what());
+      return bad_request(error.what(), error.param(), error.code());
     case Kind::kContextOverflow:
-      return bad_request(error.what(), "messages", "context_length_exceeded");
+      return bad_request(error.what(), error.param().empty() ? "messages" : error.param(),
+                         "context_length_exceeded");
     case Kind::kUnavailable:
       return ApiError{503, error.what(), "server_error", "", "model_unavailable"};
     case Kind::kUpstream:

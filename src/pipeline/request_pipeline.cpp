@@ -218,7 +218,11 @@ void RequestPipeline::attempt(const std::shared_ptr<Call::State>& call, Registry
           } catch (const SchedulerError& e) {
             fail(call, ApiError::from_scheduler(e));
           } catch (const CacheError& e) {
-            fail_over(call, id, unavailable(e.what()), /*backend_failure=*/true);  // a failed load
+            if (e.kind() == CacheError::Kind::kReplaced) {
+              retry_replaced(call, id, e);
+            } else {
+              fail_over(call, id, unavailable(e.what()), /*backend_failure=*/true);  // failed load
+            }
           } catch (const std::exception& e) {
             fail(call, internal_error(e));
           }
@@ -304,6 +308,17 @@ void RequestPipeline::fail_over(const std::shared_ptr<Call::State>& call, const 
   });
 }
 
+void RequestPipeline::retry_replaced(const std::shared_ptr<Call::State>& call,
+                                     const std::string& model, const CacheError& error) {
+  // Not the backend's fault: the request goes again, first of its
+  // fallbacks, to the engine the reload put in the model's place.
+  if (Registry::EntryPtr fresh = registry_.find(model)) {
+    std::lock_guard lock(call->mutex);
+    call->fallbacks.push_front(std::move(fresh));
+  }
+  fail_over(call, model, unavailable(error.what()), /*backend_failure=*/false);
+}
+
 void RequestPipeline::start(const std::shared_ptr<Call::State>& call,
                             std::unique_ptr<Scheduler::Ticket> ticket) {
   int delay_ms = 0;
@@ -379,9 +394,6 @@ void RequestPipeline::run_engine(const std::shared_ptr<Call::State>& call) {
 void RequestPipeline::drain_stream(const std::shared_ptr<Call::State>& call) {
   bool ended = false;
   std::optional<ApiError> retry;  // failed before the client saw anything
-  std::optional<ApiError> failure;
-  bool mid_stream = false;
-  bool succeeded = false;
   std::string model;
   {
     std::lock_guard lock(call->mutex);
@@ -404,7 +416,9 @@ void RequestPipeline::drain_stream(const std::shared_ptr<Call::State>& call) {
       }
       if (const auto* result = std::get_if<GenerationResult>(&*event)) {
         call->ended = ended = true;
-        succeeded = result->finish_reason != "cancelled";
+        // The breaker hears of it before the client does, so that a client
+        // that saw the answer also sees the breaker closed.
+        if (breakers_ && result->finish_reason != "cancelled") breakers_->record_success(model);
         tell_started();
         monitor(*call, *result);
         call->sink->finished(*result);
@@ -417,8 +431,11 @@ void RequestPipeline::drain_stream(const std::shared_ptr<Call::State>& call) {
         break;
       }
       call->ended = ended = true;
-      if (engine_error.backend_failure()) failure = error;
-      mid_stream = call->delivered;
+      if (engine_error.backend_failure()) {
+        // Counted before the client hears of it (as a success is, above).
+        if (breakers_) breakers_->record_failure(model, error.message);
+        if (on_failure_) on_failure_(model, error, /*mid_stream=*/call->delivered);
+      }
       if (on_refusal_) on_refusal_(error);
       call->sink->failed(error);
       break;
@@ -427,11 +444,6 @@ void RequestPipeline::drain_stream(const std::shared_ptr<Call::State>& call) {
   if (retry) {
     fail_over(call, model, *retry, /*backend_failure=*/true);
     return;
-  }
-  if (breakers_ && succeeded) breakers_->record_success(model);
-  if (failure) {
-    if (breakers_) breakers_->record_failure(model, failure->message);
-    if (on_failure_) on_failure_(model, *failure, mid_stream);
   }
   if (ended) end(call);
 }

@@ -162,6 +162,10 @@ class RequestPipeline {
   // gets the request, or the client gets `error`.
   void fail_over(const std::shared_ptr<Call::State>& call, const std::string& model,
                  const ApiError& error, bool backend_failure);
+  // A reload replaced `model` while the request waited for its load: tried
+  // again on the model's new engine (a retry, not a backend failure).
+  void retry_replaced(const std::shared_ptr<Call::State>& call, const std::string& model,
+                      const CacheError& error);
   void start(const std::shared_ptr<Call::State>& call, std::unique_ptr<Scheduler::Ticket> ticket);
   void run_engine(const std::shared_ptr<Call::State>& call);
   void drain_stream(const std::shared_ptr<Call::State>& call);

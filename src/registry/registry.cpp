@@ -25,6 +25,7 @@ RemoteEngine::Options remote_engine_options(const ModelConfig& config) {
   options.ca_file = config.ca_file;
   options.tls_verify = config.tls_verify;
   options.workers = std::clamp(config.parallel, 1, kMaxRemoteWorkers);
+  options.max_tokens_cap = config.max_tokens_cap;
   return options;
 }
 
@@ -38,7 +39,13 @@ std::unique_ptr<Engine> make_engine(const ModelConfig& config) {
         .threads = config.threads,
         .batch = config.batch,
         .gpu_layers = config.gpu_layers,
+        .max_prompt_tokens = config.max_prompt_tokens,
+        .max_tokens_cap = config.max_tokens_cap,
     });
+  }
+  if (config.backend == ModelConfig::Backend::kNodes) {
+    throw std::invalid_argument("model '" + config.id +
+                                "' is served by nodes: its engine comes from the node fleet");
   }
   return std::make_unique<RemoteEngine>(remote_engine_options(config));
 }
@@ -65,7 +72,8 @@ bool same_engine(const ModelConfig& a, const ModelConfig& b) {
          a.batch == b.batch && a.gpu_layers == b.gpu_layers && a.base_url == b.base_url &&
          a.upstream_model == b.upstream_model && a.api_key == b.api_key &&
          a.connect_timeout == b.connect_timeout && a.read_timeout == b.read_timeout &&
-         a.ca_file == b.ca_file && a.tls_verify == b.tls_verify;
+         a.ca_file == b.ca_file && a.tls_verify == b.tls_verify && a.nodes == b.nodes &&
+         a.estimated_bytes == b.estimated_bytes;
 }
 
 Registry::EntryPtr Registry::Snapshot::find(std::string_view id) const {
@@ -75,12 +83,18 @@ Registry::EntryPtr Registry::Snapshot::find(std::string_view id) const {
   return nullptr;
 }
 
-Registry::Registry(const FleetConfig& config) {
+Registry::Registry(const FleetConfig& config, NodeEngineFactory node_engines)
+    : node_engines_(std::move(node_engines)) {
   auto first = std::make_shared<Snapshot>();
   first->version = 1;
   for (const auto& model : config.models)
-    first->entries.push_back(make_entry(model, make_engine(model)));
+    first->entries.push_back(make_entry(model, engine_for(model)));
   snapshot_ = std::move(first);
+}
+
+std::unique_ptr<Engine> Registry::engine_for(const ModelConfig& config) const {
+  if (config.backend == ModelConfig::Backend::kNodes && node_engines_) return node_engines_(config);
+  return make_engine(config);
 }
 
 Registry::~Registry() {
@@ -162,7 +176,7 @@ Registry::Staged Registry::stage(const FleetConfig& config) {
     }
     // A remote is checked before it is listed (the old engine, if any, serves
     // meanwhile); a local model is loaded by the model cache when needed.
-    EntryPtr entry = make_entry(model, make_engine(model));
+    EntryPtr entry = make_entry(model, engine_for(model));
     entry->last_try_ = std::chrono::steady_clock::now();
     if (!model.is_local()) try_load(*entry->engine, entry->load_error_);
     (old ? report.replaced : report.added).push_back(model.id);

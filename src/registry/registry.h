@@ -73,8 +73,13 @@ class Registry {
   };
   using SnapshotPtr = std::shared_ptr<const Snapshot>;
 
+  // Builds the engine of a model served by nodes (nodes/placed_engine.h),
+  // which this layer cannot see; the serve command gives one when the fleet
+  // has nodes.
+  using NodeEngineFactory = std::function<std::unique_ptr<Engine>(const ModelConfig&)>;
+
   // Creates one engine per model (nothing is loaded yet): snapshot version 1.
-  explicit Registry(const FleetConfig& config);
+  explicit Registry(const FleetConfig& config, NodeEngineFactory node_engines = {});
   ~Registry();  // stops the rechecks, then unloads every engine
 
   // Checks every remote model; failures are logged and remembered, never
@@ -123,6 +128,9 @@ class Registry {
   std::vector<EntryPtr> entries() const;
 
  private:
+  std::unique_ptr<Engine> engine_for(const ModelConfig& config) const;
+
+  const NodeEngineFactory node_engines_;    // fixed after construction
   mutable std::shared_mutex fleet_change_;  // shared: admissions; unique: publish()
   mutable std::mutex mutex_;
   SnapshotPtr snapshot_;  // guarded by mutex_
@@ -135,7 +143,9 @@ class Registry {
 // slots, so a started request always finds a free worker.
 RemoteEngine::Options remote_engine_options(const ModelConfig& config);
 
-// Builds the engine a model's configuration asks for.
+// Builds the engine a local or remote model's configuration asks for
+// (a model served by nodes needs Registry's NodeEngineFactory: throws
+// std::invalid_argument for one).
 std::unique_ptr<Engine> make_engine(const ModelConfig& config);
 
 // Whether two configurations would build the same engine.

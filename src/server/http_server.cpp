@@ -7,6 +7,8 @@
 
 #include "pipeline/api_error.h"
 #include "server/openai_schema.h"
+#include "server/text_keeping_sink.h"
+#include "server/tls_context.h"
 #include "util/process_memory.h"
 
 namespace calm {
@@ -24,14 +26,6 @@ HttpOutcome now(HttpResponse response) {
   HttpOutcome outcome;
   outcome.now = std::move(response);
   return outcome;
-}
-
-json parse_json_body(const std::string& text) {
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw ApiError::bad_request(std::string("the request body is not valid JSON: ") + e.what());
-  }
 }
 
 ApiError not_found(const HttpRequest& request) {
@@ -85,6 +79,7 @@ HttpServer::HttpServer(ServerConfig config, Parts parts)
       metrics_(parts.metrics),
       keys_(parts.keys),
       breakers_(parts.breakers),
+      text_store_(parts.text_store),
       reload_worker_(std::make_unique<DelayQueue>()) {
   HttpTransport::Options options;
   options.host = config_.host;
@@ -92,6 +87,10 @@ HttpServer::HttpServer(ServerConfig config, Parts parts)
   options.io_threads = config_.http_threads;
   options.max_body_bytes = config_.max_body_bytes;
   options.max_connections = config_.max_connections;
+  if (config_.tls) {
+    options.tls = HttpTransport::Options::Tls{config_.tls->cert_file, config_.tls->key_file,
+                                              config_.tls->handshake_timeout};
+  }
   transport_ = std::make_unique<HttpTransport>(
       options, [this](HttpRequest& request) { return handle(request); },
       [](int status, const std::string& message) {
@@ -110,7 +109,13 @@ HttpServer::~HttpServer() {
 }
 
 int HttpServer::bind() {
-  return transport_->bind();
+  try {
+    return transport_->bind();
+  } catch (const TlsFileError& e) {
+    const char* field =
+        e.file() == TlsFileError::File::kCert ? "server.tls.cert: " : "server.tls.key: ";
+    throw ConfigError(field + std::string(e.what()));
+  }
 }
 
 void HttpServer::start() {
@@ -190,7 +195,7 @@ HttpOutcome HttpServer::generate(Endpoint endpoint, const HttpRequest& http,
   const auto arrival = std::chrono::steady_clock::now();
   ApiRequest request;
   try {
-    json body = parse_json_body(http.body);
+    json body = parse_request_body(http.body);
     request =
         endpoint == Endpoint::kChat ? parse_chat_request(body) : parse_completion_request(body);
   } catch (const ApiError& error) {
@@ -203,12 +208,20 @@ HttpOutcome HttpServer::generate(Endpoint endpoint, const HttpRequest& http,
   pipeline_request->stream = request.stream;
   pipeline_request->id_prefix = endpoint == Endpoint::kChat ? "chatcmpl" : "cmpl";
   pipeline_request->arrival = arrival;
+  // Copied only when it is to be kept (knowledge.keep_text).
+  std::string prompt_text =
+      text_store_ ? TextKeepingSink::prompt_text(pipeline_request->generation) : "";
   HttpOutcome outcome;
   outcome.later = [this, endpoint, request = pipeline_request,
-                   include_usage = request.include_usage,
-                   permit = std::move(permit)](std::shared_ptr<AsyncReply> reply) {
-    auto sink = std::make_shared<OpenAiSink>(endpoint, request->stream, include_usage, reply);
-    sink->keep_until_end(permit);  // the key's place in flight: until the answer ends
+                   include_usage = request.include_usage, permit = std::move(permit),
+                   prompt_text = std::move(prompt_text)](std::shared_ptr<AsyncReply> reply) {
+    auto writer = std::make_shared<OpenAiSink>(endpoint, request->stream, include_usage, reply);
+    writer->keep_until_end(permit);  // the key's place in flight: until the answer ends
+    std::shared_ptr<PipelineSink> sink = writer;
+    if (text_store_) {
+      sink = std::make_shared<TextKeepingSink>(
+          writer, *text_store_, endpoint == Endpoint::kChat ? "chat" : "completions", prompt_text);
+    }
     auto call = pipeline_.submit(std::move(*request), std::move(sink));
     reply->on_client_gone([call] { call->cancel(); });
   };
@@ -260,7 +273,9 @@ HttpResponse HttpServer::models() const {
     const auto& c = entry->config;
     const std::string status = model_status(*entry);
     json info = {{"description", c.description},
-                 {"backend", c.is_local() ? "llama.cpp" : "remote"},
+                 {"backend", c.is_local()                                ? "llama.cpp"
+                             : c.backend == ModelConfig::Backend::kNodes ? "nodes"
+                                                                         : "remote"},
                  {"ready", entry->ready()},
                  {"status", status.substr(0, status.find(':'))}};
     if (status.rfind("unavailable", 0) == 0) info["error"] = status.substr(status.find(':') + 2);
@@ -292,7 +307,7 @@ HttpResponse HttpServer::adaptations(const HttpRequest& request) const {
 }
 
 HttpResponse HttpServer::feedback(const HttpRequest& request) const {
-  const json body = parse_json_body(request.body);
+  const json body = parse_request_body(request.body);
   if (!body.is_object() || !body.contains("response_id") || !body["response_id"].is_string() ||
       body["response_id"].get<std::string>().empty()) {
     throw ApiError::bad_request("response_id (the id of an answer) is required as a string",
@@ -323,7 +338,7 @@ HttpResponse HttpServer::route(const HttpRequest& http) const {
     throw ApiError{404, "routing is not configured: add a `router:` section to the fleet file",
                    "invalid_request_error", "", "routing_not_configured"};
   }
-  json body = parse_json_body(http.body);
+  json body = parse_request_body(http.body);
   if (body.is_object() && !body.contains("model")) body["model"] = semantic->settings().auto_model;
   const ApiRequest request =
       body.contains("prompt") ? parse_completion_request(body) : parse_chat_request(body);

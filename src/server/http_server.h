@@ -69,12 +69,17 @@ class HttpServer {
     ServerMetrics* metrics = nullptr;           // may be null: no /metrics
     ApiKeys* keys = nullptr;                    // may be null: every endpoint open
     const CircuitBreakers* breakers = nullptr;  // may be null: no breakers shown
+    // With `knowledge: {keep_text: true}`: where each answered request's
+    // prompt and answer go (server/text_keeping_sink.h); null: nowhere.
+    KnowledgeStore* text_store = nullptr;
   };
   HttpServer(ServerConfig config, Parts parts);
   ~HttpServer();  // stop()
 
   // Binds host:port (port 0 picks a free one) and returns the bound port.
-  // Throws std::runtime_error naming the address when it cannot bind.
+  // Throws std::runtime_error naming the address when it cannot bind, and
+  // ConfigError naming the field (server.tls.cert or .key) when the TLS
+  // certificate or key cannot be used.
   int bind();
   // Starts serving on the I/O threads; returns at once.
   void start();
@@ -115,6 +120,7 @@ class HttpServer {
   ServerMetrics* metrics_;
   ApiKeys* keys_;
   const CircuitBreakers* breakers_;
+  KnowledgeStore* text_store_;
   std::function<nlohmann::json()> reload_;
   std::unique_ptr<DelayQueue> reload_worker_;  // reloads block (file, embeddings, loads)
   std::unique_ptr<HttpTransport> transport_;

@@ -18,7 +18,8 @@ void raise_to(Counter::Child& child, double total) {
 }  // namespace
 
 ServerMetrics::ServerMetrics(const ModelCache& cache, const Scheduler& scheduler,
-                             const MapeLoop& loop, const CircuitBreakers* breakers)
+                             const MapeLoop& loop, const CircuitBreakers* breakers,
+                             const KnowledgeStore* knowledge)
     : cache_(cache),
       requests_(registry_.counter("calm_requests_total", "Finished requests.", {"model"})),
       latency_(registry_.histogram("calm_request_latency_seconds",
@@ -59,8 +60,12 @@ ServerMetrics::ServerMetrics(const ModelCache& cache, const Scheduler& scheduler
       evictions_(registry_.counter("calm_cache_evictions_total", "Models unloaded to make room.",
                                    {"model"})),
       adaptations_(registry_.counter("calm_adaptations_total", "Changes made by the MAPE-K loop.")),
+      knowledge_lost_(registry_.counter(
+          "calm_knowledge_writes_lost_total",
+          "Records the knowledge store could not write (serving went on without them).")),
       loop_(loop),
-      breakers_(breakers) {
+      breakers_(breakers),
+      knowledge_(knowledge) {
   registry_.gauge_callback(
       "calm_cache_resident_bytes", "Bytes charged to each resident model.", {"model"}, [this] {
         std::vector<std::pair<std::vector<std::string>, double>> rows;
@@ -181,6 +186,7 @@ void ServerMetrics::sync_cache_counters() {
       raise_to(breaker_opened_.labels({model}), static_cast<double>(status.opened));
     }
   }
+  if (knowledge_) raise_to(knowledge_lost_.labels(), static_cast<double>(knowledge_->dropped()));
 }
 
 std::string ServerMetrics::render() {

@@ -23,6 +23,9 @@
 //   calm_breaker_state{model,state}                 1 for the breaker's state (closed,
 //                                                   open, half_open), of models that failed
 //   calm_breaker_opened_total{model}                times each breaker opened
+//   calm_knowledge_writes_lost_total                records the knowledge store
+//                                                   could not write (a full disk,
+//                                                   a read-only file, its queue full)
 //
 // Thread-safe.
 #pragma once
@@ -31,6 +34,7 @@
 
 #include "cache/model_cache.h"
 #include "failover/circuit_breakers.h"
+#include "knowledge/knowledge_store.h"
 #include "mapek/mape_loop.h"
 #include "mapek/request_metrics.h"
 #include "metrics/prometheus.h"
@@ -40,9 +44,10 @@ namespace calm {
 
 class ServerMetrics {
  public:
-  // breakers: may be null (no breaker metrics).
+  // breakers, knowledge: may be null (no breaker metrics; no knowledge file).
   ServerMetrics(const ModelCache& cache, const Scheduler& scheduler, const MapeLoop& loop,
-                const CircuitBreakers* breakers = nullptr);
+                const CircuitBreakers* breakers = nullptr,
+                const KnowledgeStore* knowledge = nullptr);
 
   void record(const RequestMetrics& m);
   // A completion request answered with an error instead of an answer.
@@ -75,8 +80,10 @@ class ServerMetrics {
   Counter& loads_;
   Counter& evictions_;
   Counter& adaptations_;
+  Counter& knowledge_lost_;
   const MapeLoop& loop_;
   const CircuitBreakers* breakers_;
+  const KnowledgeStore* knowledge_;
   std::mutex sync_mutex_;  // one scrape brings the counters up to date at a time
 };
 

@@ -161,5 +161,58 @@ TEST(AuthStart, HashKeyPrintsTheDigestTheFleetFileHolds) {
   EXPECT_EQ(line, sha256_hex("sk-alice"));
 }
 
+// The keys calm is given (its own, hashed in the fleet file; the upstream
+// api_key, in plain text there) and the ones it is shown never come out of
+// it: not in its log, its state, its metrics, its model list or any answer.
+TEST(Secrets, NoKeyAppearsInTheLogStateMetricsModelsOrErrors) {
+  const std::string upstream_key = "sk-upstream-backend-7731";
+  const std::string wrong_upstream_key = "sk-upstream-wrong-9042";
+  const std::string front_key = "sk-front-root-5520";
+  const std::string presented_wrong = "sk-presented-wrong-3318";
+  CalmServer backend(model_yaml() + "auth:\n  keys:\n    - name: front\n      sha256: " +
+                     sha256_hex(upstream_key) + "\n");
+  const auto remote = [&](const std::string& id, const std::string& key) {
+    return "  - id: " + id + "\n    url: " + backend.url() +
+           "\n    upstream_model: tiny\n    api_key: " + key + "\n";
+  };
+  CalmServer front("models:\n" + remote("far", upstream_key) +
+                   remote("refused", wrong_upstream_key) +
+                   "auth:\n  keys:\n    - name: root\n      sha256: " + sha256_hex(front_key) +
+                   "\n      scope: admin\n");
+  std::string seen;  // every answer's headers and body
+  const auto keep = [&](const httplib::Result& res) {
+    if (!res) return 0;
+    for (const auto& [name, value] : res->headers) seen += name + ": " + value + "\n";
+    seen += res->body + "\n";
+    return res->status;
+  };
+  const auto chat = [&](const std::string& model, const std::string& key) {
+    httplib::Headers headers{{"Authorization", "Bearer " + key}};
+    const std::string body = json{
+        {"model", model},
+        {"messages", {{{"role", "user"}, {"content", "hi"}}}},
+        {"max_tokens", 2}}.dump();
+    return keep(front.client().Post("/v1/chat/completions", headers, body, "application/json"));
+  };
+  EXPECT_EQ(chat("far", front_key), 200) << seen;
+  const int refused = chat("refused", front_key);  // the backend refuses that key
+  EXPECT_GE(refused, 500) << seen;
+  EXPECT_EQ(chat("far", presented_wrong), 401);
+  for (const char* path :
+       {"/health", "/v1/models", "/v1/calm/state", "/metrics", "/v1/calm/adaptations"}) {
+    EXPECT_EQ(keep(get(front, path, front_key)), 200) << path;
+  }
+  EXPECT_EQ(keep(front.client().Post("/v1/calm/reload", {{"Authorization", "Bearer " + front_key}},
+                                     "", "application/json")),
+            200);
+  ASSERT_EQ(front.terminate(std::chrono::seconds(30)), 0);
+  const std::string log = front.log();
+  for (const std::string& secret : {upstream_key, wrong_upstream_key, front_key, presented_wrong}) {
+    EXPECT_EQ(log.find(secret), std::string::npos) << secret << " in the log:\n" << log;
+    EXPECT_EQ(seen.find(secret), std::string::npos) << secret << " in an answer:\n" << seen;
+  }
+  EXPECT_EQ(backend.log().find(upstream_key), std::string::npos);
+}
+
 }  // namespace
 }  // namespace calm

@@ -127,7 +127,7 @@ class HeldRequest {
       req.body = json{
           {"model", model},
           {"prompt", "go"},
-          {"max_tokens", 100000},
+          {"max_tokens", 4096},  // the held models' context: their max_tokens_cap
           {"ignore_eos", true},
           {"stream",
            true}}.dump();

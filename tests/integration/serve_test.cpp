@@ -299,7 +299,7 @@ TEST_F(ServeTest, ClientDisconnectMidStreamStopsGenerationAndFreesTheSlot) {
   const auto cancelled_before =
       json::parse(server_->client().Get("/v1/calm/state")->body)["models"]["plain"]["cancelled"]
           .get<int>();
-  json body = chat_body("plain", 100000);
+  json body = chat_body("plain", 256);  // the model's context: its max_tokens_cap
   body["stream"] = true;
   body["messages"][0]["content"] = "go";
   {

@@ -29,23 +29,53 @@ extern char** environ;
 
 namespace calm::testing {
 
+// How a child's stdout and stderr reach its log file: written by the child
+// itself, or through a pipe that this process copies into the file (so that
+// the child's own file limits, such as RLIMIT_FSIZE, never stop its log).
+enum class LogTo { kFile, kPipe };
+
 // A child process whose stdout (and stderr) go to a log file.
 class ChildProcess {
  public:
-  ChildProcess(std::vector<std::string> argv, const std::string& log_path) : log_path_(log_path) {
+  ChildProcess(std::vector<std::string> argv, const std::string& log_path,
+               LogTo log_to = LogTo::kFile)
+      : log_path_(log_path) {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
+    int pipe_fds[2] = {-1, -1};
+    if (log_to == LogTo::kPipe) {
+      if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+      std::ofstream(log_path, std::ios::trunc).flush();
+      posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
+    } else {
+      posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                       0644);
+    }
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
     if (posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ) != 0) pid_ = -1;
     posix_spawn_file_actions_destroy(&actions);
+    if (log_to == LogTo::kPipe) {
+      ::close(pipe_fds[1]);
+      // Ends at the pipe's end of file: when the child has exited.
+      copier_ = std::thread([fd = pipe_fds[0], path = log_path] {
+        std::ofstream out(path, std::ios::app | std::ios::binary);
+        char buffer[4096];
+        for (ssize_t n; (n = ::read(fd, buffer, sizeof buffer)) > 0;) {
+          out.write(buffer, n);
+          out.flush();
+        }
+        ::close(fd);
+      });
+    }
     if (pid_ < 0) throw std::runtime_error("cannot start " + argv[0]);
   }
-  ~ChildProcess() { stop(); }
+  ~ChildProcess() {
+    stop();
+    if (copier_.joinable()) copier_.join();
+  }
 
   // Exit code once it has ended by itself within the timeout, else nullopt.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
@@ -81,6 +111,7 @@ class ChildProcess {
  private:
   pid_t pid_ = -1;
   std::string log_path_;
+  std::thread copier_;  // LogTo::kPipe: copies the pipe into the log file
 };
 
 inline std::string temp_path(const std::string& name) {
@@ -125,14 +156,19 @@ class CalmServer {
   }
   // An existing fleet file, with extra `calm serve` arguments.
   explicit CalmServer(const FleetFile& file, std::vector<std::string> extra_args = {},
-                      std::chrono::seconds start_timeout = std::chrono::seconds(60)) {
+                      std::chrono::seconds start_timeout = std::chrono::seconds(60),
+                      LogTo log_to = LogTo::kFile) {
     config_path_ = file.path;
     extra_args.insert(extra_args.begin(), {"--port", "0"});
-    start(std::move(extra_args), temp_path("serve.log"), start_timeout);
+    start(std::move(extra_args), temp_path("serve.log"), start_timeout, log_to);
   }
 
   int port() const { return port_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  // Whether it said it listens on https:// (server.tls).
+  bool tls() const { return tls_; }
+  std::string url() const {
+    return std::string(tls_ ? "https" : "http") + "://127.0.0.1:" + std::to_string(port_);
+  }
   httplib::Client client() const {
     httplib::Client c("127.0.0.1", port_);
     c.set_read_timeout(120, 0);
@@ -149,16 +185,21 @@ class CalmServer {
 
  private:
   void start(std::vector<std::string> args, const std::string& log_path,
-             std::chrono::seconds start_timeout) {
+             std::chrono::seconds start_timeout, LogTo log_to = LogTo::kFile) {
     std::vector<std::string> argv = {env("CALM_BIN"), "serve", "--config", config_path_};
     argv.insert(argv.end(), args.begin(), args.end());
-    process_.emplace(argv, log_path);
+    process_.emplace(argv, log_path, log_to);
     const auto deadline = std::chrono::steady_clock::now() + start_timeout;
     while (std::chrono::steady_clock::now() < deadline) {
+      // "listening on http://HOST:PORT", or https:// with server.tls.
       const std::string log = process_->log();
-      const auto at = log.find("listening on http://");
-      if (at != std::string::npos) {
-        const auto colon = log.find(':', at + 20);
+      const auto at = log.find("listening on http");
+      const auto scheme_end = at == std::string::npos ? at : log.find("://", at);
+      const auto newline =
+          scheme_end == std::string::npos ? scheme_end : log.find('\n', scheme_end);
+      if (newline != std::string::npos) {
+        tls_ = log.compare(at, 18, "listening on https") == 0;
+        const auto colon = log.rfind(':', newline);
         port_ = std::stoi(log.substr(colon + 1));
         return;
       }
@@ -173,6 +214,7 @@ class CalmServer {
   std::string config_path_;
   std::optional<ChildProcess> process_;
   int port_ = 0;
+  bool tls_ = false;
 };
 
 // A port nothing listens on right now (bound to 0, then released).

@@ -78,6 +78,26 @@ TEST_F(FleetConfigTest, UnknownFieldIsAnError) {
   EXPECT_NE(e.find("fleet.yaml:4: models[0].contxt: unknown field"), std::string::npos) << e;
 }
 
+// Found by fuzz/fleet_config_fuzzer and fuzz/goals_fuzzer: a key that is a
+// list or a mapping made yaml-cpp throw its own bad conversion, with neither
+// the file nor the field.
+TEST_F(FleetConfigTest, AKeyThatIsAListOrAMappingIsAClearError) {
+  const std::string e = error_of("models:\n  - id: m\n    gguf: a.gguf\n    [x]: 1\n");
+  EXPECT_NE(e.find("fleet.yaml:4: models[0]: a key must be a plain name"), std::string::npos) << e;
+  const std::string top = error_of("{a: 1}: 2\nmodels: [{id: m, gguf: a.gguf}]\n");
+  EXPECT_NE(top.find("fleet.yaml:1: (top): a key must be a plain name"), std::string::npos) << top;
+
+  std::ofstream(dir_ / "goals.yaml") << "goals: {latency_p95_ms: 1, [a]: 2}\n";
+  try {
+    load_goals_file((dir_ / "goals.yaml").string());
+    ADD_FAILURE() << "accepted";
+  } catch (const ConfigError& error) {
+    EXPECT_NE(std::string(error.what()).find("goals.yaml:1: goals: a key must be a plain name"),
+              std::string::npos)
+        << error.what();
+  }
+}
+
 TEST_F(FleetConfigTest, OutOfRangeValueIsAnError) {
   const std::string e = error_of("models:\n  - id: m\n    gguf: a.gguf\n    parallel: 0\n");
   EXPECT_NE(e.find("models[0].parallel: must be between 1 and 256"), std::string::npos) << e;

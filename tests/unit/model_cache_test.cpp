@@ -428,6 +428,23 @@ TEST(ModelCacheTwoStep, ReloadForgetsRemovedModelsAndResetsReplacedOnes) {
   EXPECT_THROW(cache.try_acquire("b"), CacheError);
 }
 
+TEST(ModelCacheTwoStep, AJoinedLoadOfAModelAReloadReplacedIsAReplacedErrorNotAResidentModel) {
+  FakeMemoryForTwoStep memory;
+  ModelCache cache({1000, 0, "lru"}, {{"a", 100}}, memory.loader(), memory.unloader());
+  auto owner = cache.try_acquire("a");
+  auto joined = cache.try_acquire("a");  // joins the load the owner runs
+  ASSERT_TRUE(owner && joined);
+  owner->wait();                             // loaded; the joined lease has not woken yet
+  cache.update_models({{"a", 100}}, {"a"});  // a reload replaced "a": its record is reset
+  try {
+    joined->wait();
+    FAIL() << "the joined lease must not go on with a model that is not resident";
+  } catch (const CacheError& e) {
+    EXPECT_EQ(e.kind(), CacheError::Kind::kReplaced);
+  }
+  EXPECT_EQ(cache.stats().models[0].state, "unloaded");
+}
+
 TEST(ModelCacheTwoStep, AddModelsAddsNewIdsAndLeavesKnownOnesResident) {
   FakeMemoryForTwoStep memory;
   ModelCache cache({1000, 0, "lru"}, {{"a", 100}}, memory.loader(), memory.unloader());

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <csignal>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -222,7 +223,10 @@ RemoteEngine::Options options_for(const std::string& url) {
   RemoteEngine::Options options;
   options.id = "remote-test";
   options.base_url = url;
-  options.connect_timeout = 1000ms;
+  // Generous: the health check at load uses the connect timeout, and under
+  // ThreadSanitizer beside other tests a fake upstream's first answer took
+  // over a second (a load that failed the test on CI's machine kind).
+  options.connect_timeout = 5000ms;
   options.read_timeout = 3000ms;
   return options;
 }
@@ -712,6 +716,46 @@ TEST_F(RemoteEngineTest, BearerTokenIsSent) {
   const auto seen = upstream_.seen();
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0].authorization, "Bearer sk-test");
+}
+
+// OpenAI quotes a wrong key back ("Incorrect API key provided: sk-...");
+// what calm says reaches clients, its log and /v1/calm/state.
+TEST_F(RemoteEngineTest, AnUpstreamThatQuotesTheApiKeyNeverGetsItPassedOn) {
+  const std::string key = "sk-secret-upstream-key-42";
+  const std::string quoted =
+      R"({"error":{"message":"Incorrect API key provided: )" + key +
+      R"(. You can find your API key at ...","type":"invalid_request_error"}})";
+  // The handlers own copies of what they send: ThreadSanitizer cannot see
+  // that the reply over the socket orders their reads before this test's
+  // strings are freed, so references to the test's locals read as a race.
+  auto ready = std::make_shared<std::atomic<bool>>(false);
+  upstream_.server().Get("/health",
+                         [ready, quoted](const httplib::Request&, httplib::Response& response) {
+                           if (!*ready) response.status = 503;
+                           response.set_content(*ready ? "{}" : quoted, "application/json");
+                         });
+  upstream_.server().Post("/v1/chat/completions",
+                          [quoted](const httplib::Request&, httplib::Response& response) {
+                            response.status = 401;
+                            response.set_content(quoted, "application/json");
+                          });
+  upstream_.start();
+  RemoteEngine::Options options = options_for(upstream_.url());
+  options.api_key = key;
+  RemoteEngine engine(options);
+  const EngineHealth health = engine.health();
+  EXPECT_FALSE(health.ok);
+  EXPECT_EQ(health.detail.find(key), std::string::npos) << health.detail;
+  EXPECT_NE(health.detail.find("Incorrect API key provided: [api_key]"), std::string::npos)
+      << health.detail;
+
+  *ready = true;
+  engine.load();
+  Drained out = drain(*engine.submit(chat("hi")));
+  ASSERT_TRUE(out.error.has_value());
+  const std::string what = out.error->what();
+  EXPECT_EQ(what.find(key), std::string::npos) << what;
+  EXPECT_NE(what.find("[api_key]"), std::string::npos) << what;
 }
 
 TEST_F(RemoteEngineTest, PathPrefixIsKeptAndTrailingV1Dropped) {

@@ -56,8 +56,8 @@ struct Arrival {
 
 // Model names select the answer:
 //   "slow"          holds the request 100 ms, then streams "Hello"
-//   "held"          holds the request until another request has arrived
-//                   (at most 10 s), then streams "Hello"
+//   "held"          holds the request until two requests are in flight at
+//                   once (at most 10 s), then streams "Hello"
 //   "role-then-gap" sends the role chunk, waits 200 ms, then the text
 //   "fail"          503 with an OpenAI-shaped error
 //   "broken"        streams one chunk, then drops the connection
@@ -121,8 +121,7 @@ class FakeServer {
     if (model == "slow") std::this_thread::sleep_for(100ms);
     if (model == "held") {
       std::unique_lock lock(mutex_);
-      const size_t me = arrivals_.size();
-      arrived_.wait_for(lock, 10s, [&] { return arrivals_.size() > me; });
+      arrived_.wait_for(lock, 10s, [&] { return max_in_flight_ >= 2; });
     }
     {
       std::lock_guard lock(mutex_);
@@ -212,9 +211,11 @@ TEST(Replayer, RequestIsNotSentBeforeItsArrivalTime) {
 
 TEST(Replayer, OpenLoopSendsOnScheduleWhileEarlierRequestsRun) {
   FakeServer server;
-  // The first request is held until the second arrives: the second, due at
-  // 20 ms, must be sent while the first still runs, not after it.
-  const ReplayResult result = replay(server.url(), {chat(0, "held"), chat(0.02)}, 2);
+  // Each request is held until both are in flight: the second, due at 20 ms,
+  // must be sent while the first still runs, not after it. Both are held, so
+  // the test does not depend on which one reaches the server first (under a
+  // sanitizer the first worker can start later than the second is due).
+  const ReplayResult result = replay(server.url(), {chat(0, "held"), chat(0.02, "held")}, 2);
   ASSERT_EQ(server.arrivals().size(), 2u);
   EXPECT_EQ(server.max_in_flight(), 2);
   for (const auto& r : result.records) EXPECT_TRUE(r.ok()) << r.error;
