@@ -17,6 +17,7 @@
 
 #include "bench/replayer.h"
 #include "engines/remote_engine.h"
+#include "support/certificate.h"
 
 namespace calm {
 namespace {
@@ -30,12 +31,7 @@ const bool kSigpipeIgnored = [] {
   return true;
 }();
 
-// A self-signed certificate (its own CA) and its key, for the given
-// subjectAltName, e.g. "IP:127.0.0.1".
-struct Certificate {
-  std::string cert;
-  std::string key;
-};
+using testing::Certificate;
 
 class TempDir {
  public:
@@ -52,17 +48,6 @@ class TempDir {
  private:
   std::string path_;
 };
-
-std::optional<Certificate> make_certificate(const std::string& dir, const std::string& name,
-                                            const std::string& alt_names) {
-  Certificate out{dir + "/" + name + ".pem", dir + "/" + name + "-key.pem"};
-  const std::string command =
-      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
-      " -subj /CN=calm-test -addext subjectAltName=" +
-      alt_names + " -keyout '" + out.key + "' -out '" + out.cert + "' >/dev/null 2>&1";
-  if (std::system(command.c_str()) != 0) return std::nullopt;
-  return out;
-}
 
 const std::string kStream =
     "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}\n\n"
@@ -138,10 +123,10 @@ class RemoteTlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_FALSE(dir_.path().empty());
-    auto good = make_certificate(dir_.path(), "good", "IP:127.0.0.1,DNS:localhost");
+    auto good = testing::make_self_signed_certificate(dir_.path(), "good", "IP:127.0.0.1,DNS:localhost");
     if (!good) GTEST_SKIP() << "the openssl command is not installed";
     good_ = *good;
-    auto other = make_certificate(dir_.path(), "other", "DNS:other.example");
+    auto other = testing::make_self_signed_certificate(dir_.path(), "other", "DNS:other.example");
     ASSERT_TRUE(other);
     other_ = *other;
   }
