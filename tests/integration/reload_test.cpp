@@ -39,7 +39,7 @@ TEST(Reload, AddsAndRemovesModelsWithoutDroppingARequestInFlight) {
         {"model", "leave"}, {"prompt", "go"}, {"max_tokens", 3000}, {"ignore_eos", true}};
     return server.client().Post("/v1/completions", body.dump(), "application/json");
   });
-  for (int i = 0; i < 200; ++i) {  // until it is generating
+  for (int i = 0; i < 3000; ++i) {  // until it is generating (bounded, 30 s)
     const auto state = json::parse(server.client().Get("/v1/calm/state")->body);
     if (state["models"]["leave"]["slots_busy"] == 1) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -126,7 +126,7 @@ TEST(Reload, SighupReloadsTheFleetFile) {
   rewrite(server, "models:\n" + model_yaml("a", "first") + model_yaml("b", "second"));
   ::kill(server.pid(), SIGHUP);
   bool reloaded = false;
-  for (int i = 0; i < 200 && !reloaded; ++i) {
+  for (int i = 0; i < 1500 && !reloaded; ++i) {
     reloaded = model_ids(server).size() == 2;
     if (!reloaded) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

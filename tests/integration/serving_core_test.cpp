@@ -126,7 +126,7 @@ TEST(ServingCore, SigtermFinishesRequestsInFlightRefusesNewOnesAndExitsZero) {
   ::kill(server.pid(), SIGTERM);
   // While it drains: new requests get 503, /health says so.
   bool saw_stopping = false;
-  for (int i = 0; i < 200 && !saw_stopping; ++i) {
+  for (int i = 0; i < 3000 && !saw_stopping; ++i) {
     auto res = server.client().Get("/health");
     saw_stopping = res && res->status == 503 && json::parse(res->body)["status"] == "stopping";
     if (!saw_stopping) std::this_thread::sleep_for(10ms);

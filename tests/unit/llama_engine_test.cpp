@@ -38,7 +38,7 @@ GenerationRequest chat(const std::string& text, int max_tokens, uint32_t seed = 
 
 // Waits (bounded) until the engine reports no busy slot.
 bool wait_idle(const LlamaEngine& engine) {
-  for (int i = 0; i < 500; ++i) {
+  for (int i = 0; i < 3000; ++i) {
     if (engine.stats().slots_busy == 0) return true;
     std::this_thread::sleep_for(10ms);
   }

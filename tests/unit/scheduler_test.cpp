@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <future>
 #include <mutex>
 #include <set>
@@ -40,13 +42,13 @@ ModelCache::Unloader unloader() {
 
 // Waits (bounded) until the scheduler has `n` requests queued.
 void wait_queued(const Scheduler& scheduler, size_t n) {
-  for (int i = 0; i < 500 && scheduler.stats().queued != n; ++i) std::this_thread::sleep_for(2ms);
+  for (int i = 0; i < 15000 && scheduler.stats().queued != n; ++i) std::this_thread::sleep_for(2ms);
   ASSERT_EQ(scheduler.stats().queued, n);
 }
 
-// Waits (bounded, 1 s) until `n` requests have started running.
+// Waits (bounded, 30 s) until `n` requests have started running.
 void wait_recorded(Recorder& recorder, size_t n) {
-  for (int i = 0; i < 500 && recorder.get().size() < n; ++i) std::this_thread::sleep_for(2ms);
+  for (int i = 0; i < 15000 && recorder.get().size() < n; ++i) std::this_thread::sleep_for(2ms);
 }
 
 // Starts a request on its own thread; it records its name once running and
@@ -95,21 +97,25 @@ TEST(Scheduler, FifoStartsRequestsInArrivalOrder) {
 TEST(Scheduler, ModelNeverRunsMoreRequestsThanItsSlots) {
   ModelCache cache({1000, 0, "lru"}, {{"a", 100}}, loader(), unloader());
   Scheduler scheduler({.policy = "swap-aware"}, cache, {{"a", 2}});
-  std::atomic<int> running{0}, peak{0};
+  // Each request holds its slot until two have run at once (bounded, so a
+  // scheduler that starts only one fails instead of hanging): whatever the
+  // machine's speed, both slots fill, and the other ten must wait for them.
+  std::mutex mutex;
+  std::condition_variable changed;
+  int running = 0, peak = 0;
   std::vector<std::future<void>> clients;
   for (int i = 0; i < 12; ++i) {
     clients.push_back(std::async(std::launch::async, [&] {
       auto ticket = scheduler.enter("a");
-      const int now = ++running;
-      int seen = peak.load();
-      while (now > seen && !peak.compare_exchange_weak(seen, now)) {
-      }
-      std::this_thread::sleep_for(3ms);
+      std::unique_lock lock(mutex);
+      peak = std::max(peak, ++running);
+      changed.notify_all();
+      changed.wait_for(lock, 30s, [&] { return peak >= 2; });
       --running;
     }));
   }
   for (auto& c : clients) c.get();
-  EXPECT_EQ(peak.load(), 2);
+  EXPECT_EQ(peak, 2);
 }
 
 TEST(Scheduler, FullQueueIsRefusedWithRetryAfter) {
