@@ -220,6 +220,7 @@ Command add_serve_command(CLI::App& app) {
                               {{"state", CircuitBreakers::state_name(change.to)}});
         });
     ServerMetrics metrics(resident->cache(), scheduler, loop, &breakers, knowledge.get());
+    if (nodes) metrics.add_nodes(*nodes);
     spdlog::info("energy: {}; MAPE-K loop {}", meter->source(),
                  loop_config.enabled ? "on" : "off (monitoring only)");
     if (knowledge) {
@@ -244,9 +245,10 @@ Command add_serve_command(CLI::App& app) {
                                 const std::string&) { metrics.record_retry(failed); },
          .on_failure = [&metrics](const std::string& model, const ApiError&,
                                   bool mid_stream) { metrics.record_failure(model, mid_stream); }});
-    HttpServer server(config.server,
-                      {registry, *resident, scheduler, pipeline, semantic, &loop, &metrics, &keys,
-                       &breakers, config.knowledge.keep_text ? knowledge.get() : nullptr});
+    HttpServer server(
+        config.server,
+        {registry, *resident, scheduler, pipeline, semantic, &loop, &metrics, &keys, &breakers,
+         config.knowledge.keep_text ? knowledge.get() : nullptr, nodes.get()});
     FleetReloader reloader(args->config, registry, *resident, scheduler, semantic,
                            {.keys = &keys,
                             .host = config.server.host,

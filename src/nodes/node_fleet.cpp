@@ -126,9 +126,9 @@ void NodeFleet::check_once() {
     std::string detail = health.ok ? "" : health.detail;
     uint32_t running = 0, waiting = 0;
     if (health.ok) {
-      for (const std::string& model : stats.nodes[i].resident) {
+      for (const auto& held : stats.nodes[i].resident) {
         try {
-          const auto queue = nodes_[i]->queue(upstream_of(model));
+          const auto queue = nodes_[i]->queue(upstream_of(held.id));
           if (!queue) continue;
           running += static_cast<uint32_t>(queue->processing);
           waiting += static_cast<uint32_t>(queue->deferred);

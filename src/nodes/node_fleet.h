@@ -54,6 +54,7 @@ class NodeFleet {
   void start();
 
   Placement& placement() { return *placement_; }
+  const Placement& placement() const { return *placement_; }
   // The node at a placement index. Thread-safe (fixed after construction).
   const RouterNode& node(size_t index) const { return *nodes_.at(index); }
   const NodeConfig& node_config(size_t index) const { return configs_.at(index); }

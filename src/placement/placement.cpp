@@ -318,7 +318,9 @@ Placement::Stats Placement::stats() const {
     const ModelCache::Stats cs = node->cache->stats();
     ns.used_bytes = cs.used_bytes;
     for (const auto& m : cs.models) {
-      if (m.state == "resident" || m.state == "loading") ns.resident.push_back(m.id);
+      if (m.state == "resident" || m.state == "loading") {
+        ns.resident.push_back({m.id, m.state, m.bytes, m.in_flight});
+      }
       ns.loads += m.loads;
       ns.evictions += m.evictions;
     }

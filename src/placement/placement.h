@@ -170,7 +170,13 @@ class Placement {
     uint64_t budget_bytes = 0;          // 0: no limit
     uint64_t used_bytes = 0;            // charged now (resident, loading, unloading)
     size_t servable = 0;                // models it can serve (that fit its budget)
-    std::vector<std::string> resident;  // resident or loading
+    struct Held {                       // a model resident or loading there
+      std::string id;
+      std::string state;   // the node cache's word: resident or loading
+      uint64_t bytes = 0;  // charged to it there
+      int in_flight = 0;   // calm's requests on it there now
+    };
+    std::vector<Held> resident;         // in the node's model order
     uint64_t loads = 0, evictions = 0;  // over its life
   };
   struct Stats {

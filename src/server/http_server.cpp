@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "pipeline/api_error.h"
+#include "server/node_views.h"
 #include "server/openai_schema.h"
 #include "server/text_keeping_sink.h"
 #include "server/tls_context.h"
@@ -80,6 +81,7 @@ HttpServer::HttpServer(ServerConfig config, Parts parts)
       keys_(parts.keys),
       breakers_(parts.breakers),
       text_store_(parts.text_store),
+      nodes_(parts.nodes),
       reload_worker_(std::make_unique<DelayQueue>()) {
   HttpTransport::Options options;
   options.host = config_.host;
@@ -258,13 +260,15 @@ HttpResponse HttpServer::health() const {
     serving += status.rfind("unavailable", 0) == 0 ? 0 : 1;
     models[entry->config.id] = status;
   }
+  json body = {{"models", models}};
+  if (nodes_) body["nodes"] = nodes_health_json(*nodes_);
   if (pipeline_.draining()) {
-    return json_response(503, {{"status", "stopping"}, {"models", models}});
+    body["status"] = "stopping";
+    return json_response(503, body);
   }
-  const bool all = serving == entries.size();
-  return json_response(
-      serving == 0 ? 503 : 200,
-      {{"status", all ? "ok" : (serving ? "degraded" : "unavailable")}, {"models", models}});
+  const bool all = serving == entries.size() && !(nodes_ && some_node_down(*nodes_));
+  body["status"] = all ? "ok" : (serving ? "degraded" : "unavailable");
+  return json_response(serving == 0 ? 503 : 200, body);
 }
 
 HttpResponse HttpServer::models() const {
@@ -444,7 +448,8 @@ nlohmann::json HttpServer::state_json() const {
            {{"rss_bytes", process_rss_bytes()},
             {"peak_rss_bytes", process_peak_rss_bytes()},
             {"backend_overhead_bytes", resident_.backend_overhead_bytes()}}},
-          {"loop", loop_ ? loop_->state() : json(nullptr)}};
+          {"loop", loop_ ? loop_->state() : json(nullptr)},
+          {"placement", nodes_ ? placement_state_json(*nodes_) : json(nullptr)}};
 }
 
 }  // namespace calm

@@ -1,6 +1,6 @@
 // The OpenAI-compatible HTTP front door.
 //
-//   GET  /health                 200 when every model is ready, 200 "degraded"
+//   GET  /health                 200 when every model (and node) is ready, 200 "degraded"
 //                                when some failed to load or have their circuit
 //                                breaker open, 503 when none serves
 //   GET  /v1/models              the fleet, OpenAI's list shape plus a `calm` object
@@ -40,6 +40,7 @@
 #include "config/fleet_config.h"
 #include "failover/circuit_breakers.h"
 #include "mapek/mape_loop.h"
+#include "nodes/node_fleet.h"
 #include "pipeline/request_pipeline.h"
 #include "registry/registry.h"
 #include "router/router.h"
@@ -72,6 +73,9 @@ class HttpServer {
     // With `knowledge: {keep_text: true}`: where each answered request's
     // prompt and answer go (server/text_keeping_sink.h); null: nowhere.
     KnowledgeStore* text_store = nullptr;
+    // With `nodes:` in the fleet file: their health and placement, shown in
+    // /health and /v1/calm/state (server/node_views.h); null without.
+    const NodeFleet* nodes = nullptr;
   };
   HttpServer(ServerConfig config, Parts parts);
   ~HttpServer();  // stop()
@@ -121,6 +125,7 @@ class HttpServer {
   ApiKeys* keys_;
   const CircuitBreakers* breakers_;
   KnowledgeStore* text_store_;
+  const NodeFleet* nodes_;
   std::function<nlohmann::json()> reload_;
   std::unique_ptr<DelayQueue> reload_worker_;  // reloads block (file, embeddings, loads)
   std::unique_ptr<HttpTransport> transport_;

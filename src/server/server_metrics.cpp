@@ -1,6 +1,7 @@
 #include "server/server_metrics.h"
 
 #include "engines/llama_backend.h"
+#include "server/node_views.h"
 #include "util/process_memory.h"
 
 namespace calm {
@@ -172,6 +173,20 @@ void ServerMetrics::record_failure(const std::string& model, bool mid_stream) {
   failed_.labels({model, mid_stream ? "mid_stream" : "before_first_token"}).inc();
 }
 
+void ServerMetrics::add_nodes(const NodeFleet& nodes) {
+  add_node_gauges(registry_, nodes);
+  node_loads_ =
+      &registry_.counter("calm_node_loads_total", "Model loads calm made on each node.", {"node"});
+  node_evictions_ = &registry_.counter(
+      "calm_node_evictions_total", "Models calm unloaded from each node to make room.", {"node"});
+  placements_ = &registry_.counter(
+      "calm_placements_total",
+      "Placement decisions: on a node that held the model, by a load, or refused for now.",
+      {"decision"});
+  std::lock_guard lock(sync_mutex_);
+  nodes_ = &nodes;
+}
+
 void ServerMetrics::sync_cache_counters() {
   std::lock_guard lock(sync_mutex_);
   for (const auto& m : cache_.stats().models) {
@@ -187,6 +202,16 @@ void ServerMetrics::sync_cache_counters() {
     }
   }
   if (knowledge_) raise_to(knowledge_lost_.labels(), static_cast<double>(knowledge_->dropped()));
+  if (nodes_) {
+    const Placement::Stats placement = nodes_->placement().stats();
+    for (const auto& n : placement.nodes) {
+      raise_to(node_loads_->labels({n.id}), static_cast<double>(n.loads));
+      raise_to(node_evictions_->labels({n.id}), static_cast<double>(n.evictions));
+    }
+    raise_to(placements_->labels({"holder"}), static_cast<double>(placement.placed_on_holder));
+    raise_to(placements_->labels({"load"}), static_cast<double>(placement.placed_by_load));
+    raise_to(placements_->labels({"refused"}), static_cast<double>(placement.refused));
+  }
 }
 
 std::string ServerMetrics::render() {

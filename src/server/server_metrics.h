@@ -26,6 +26,7 @@
 //   calm_knowledge_writes_lost_total                records the knowledge store
 //                                                   could not write (a full disk,
 //                                                   a read-only file, its queue full)
+//   calm_node_*, calm_placements_total              with nodes: (server/node_views.h)
 //
 // Thread-safe.
 #pragma once
@@ -38,6 +39,7 @@
 #include "mapek/mape_loop.h"
 #include "mapek/request_metrics.h"
 #include "metrics/prometheus.h"
+#include "nodes/node_fleet.h"
 #include "scheduler/scheduler.h"
 
 namespace calm {
@@ -56,6 +58,9 @@ class ServerMetrics {
   void record_retry(const std::string& failed);
   // A request whose backend failed for good.
   void record_failure(const std::string& model, bool mid_stream);
+  // Adds the nodes' figures (server/node_views.h). Call once, before the
+  // first render(); the nodes must outlive this.
+  void add_nodes(const NodeFleet& nodes);
   std::string render();
 
  private:
@@ -84,6 +89,11 @@ class ServerMetrics {
   const MapeLoop& loop_;
   const CircuitBreakers* breakers_;
   const KnowledgeStore* knowledge_;
+  // With nodes (add_nodes): the fleet and its counters; null without.
+  const NodeFleet* nodes_ = nullptr;
+  Counter* node_loads_ = nullptr;
+  Counter* node_evictions_ = nullptr;
+  Counter* placements_ = nullptr;
   std::mutex sync_mutex_;  // one scrape brings the counters up to date at a time
 };
 

@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 
+#include "support/calm_client.h"
 #include "support/process.h"
 #include "support/test_env.h"
 
@@ -29,6 +30,14 @@ class RouterNodeProcess {
     fs::create_directories(dir_);
     fs::copy_file(testing::test_model("tiny-chatml.gguf"), dir_ / "tiny-chatml.gguf");
     fs::copy_file(testing::test_model("tiny-plain.gguf"), dir_ / "tiny-plain.gguf");
+    start();
+  }
+
+  bool healthy() const { return healthy_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  void stop() { process_->stop(); }
+  // A new process on the same port and models directory (after stop()).
+  void start() {
     process_ = std::make_unique<testing::ChildProcess>(
         std::vector<std::string>{testing::env("CALM_LLAMA_SERVER"), "--models-dir", dir_.string(),
                                  "--models-max", "4", "--host", "127.0.0.1", "--port",
@@ -37,10 +46,6 @@ class RouterNodeProcess {
         testing::temp_path("router.log"));
     healthy_ = testing::wait_healthy(port_, "/health", std::chrono::seconds(60));
   }
-
-  bool healthy() const { return healthy_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  void stop() { process_->stop(); }
 
   // The models the node itself says are loaded.
   std::set<std::string> loaded() const {
@@ -160,6 +165,87 @@ TEST(Nodes, ARequestForAModelOnANodeThatStoppedIsAnsweredByAnotherNode) {
   EXPECT_EQ(chat(calm, "chat"), 200) << calm.log();
   EXPECT_EQ(n2.loaded(), std::set<std::string>{"tiny-chatml"});
   EXPECT_EQ(chat(calm, "chat", true), 200);
+}
+
+TEST(Nodes, StateHealthAndMetricsShowWhereEachModelIsAndItsBytes) {
+  RouterNodeProcess n1, n2;
+  ASSERT_TRUE(n1.healthy() && n2.healthy());
+  CalmServer calm(fleet({&n1, &n2}));
+  EXPECT_EQ(chat(calm, "chat"), 200);
+  EXPECT_EQ(chat(calm, "plain"), 200);
+
+  // A request's node slot is freed just after its answer has gone out.
+  ASSERT_TRUE(testing::wait_state(calm, [](const json& s) {
+    return s["placement"]["nodes"]["n1"]["in_flight"] == 0 &&
+           s["placement"]["nodes"]["n2"]["in_flight"] == 0;
+  })) << testing::state(calm).dump();
+  const json placement = testing::state(calm)["placement"];
+  EXPECT_EQ(placement["placed_by_load"], 2);
+  for (const auto& [node, model] : {std::pair{"n1", "chat"}, std::pair{"n2", "plain"}}) {
+    const json& n = placement["nodes"][node];
+    EXPECT_EQ(n["healthy"], true) << n.dump();
+    EXPECT_EQ(n["budget_bytes"], 1 << 20);
+    EXPECT_EQ(n["loads"], 1);
+    ASSERT_TRUE(n["models"].contains(model)) << n.dump();
+    EXPECT_EQ(n["models"][model]["state"], "resident");
+    // The charge is what the node reports of the weights, under its budget.
+    const uint64_t bytes = n["models"][model]["bytes"];
+    EXPECT_GT(bytes, 0u);
+    EXPECT_EQ(n["used_bytes"], bytes);
+    EXPECT_LE(bytes, uint64_t{1} << 20);
+  }
+
+  const auto health = calm.client().Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(json::parse(health->body)["nodes"], (json{{"n1", "ok"}, {"n2", "ok"}}));
+
+  const auto metrics = calm.client().Get("/metrics");
+  ASSERT_TRUE(metrics);
+  for (const char* row :
+       {"calm_node_up{node=\"n1\"} 1", "calm_node_up{node=\"n2\"} 1",
+        "calm_node_budget_bytes{node=\"n1\"} 1048576", "calm_node_loads_total{node=\"n1\"} 1",
+        "calm_node_loads_total{node=\"n2\"} 1", "calm_placements_total{decision=\"load\"} 2",
+        "calm_node_resident_bytes{node=\"n1\",model=\"chat\"} ",
+        "calm_node_resident_bytes{node=\"n2\",model=\"plain\"} "}) {
+    EXPECT_NE(metrics->body.find(row), std::string::npos) << row << "\n" << metrics->body;
+  }
+}
+
+TEST(Nodes, ANodeThatStopsIsShownDownUntilItIsBack) {
+  RouterNodeProcess n1, n2;
+  ASSERT_TRUE(n1.healthy() && n2.healthy());
+  CalmServer calm(fleet({&n1, &n2}));
+  n2.stop();
+  // The monitor checks every node each second; bounded, 30 s.
+  ASSERT_TRUE(testing::wait_state(calm, [](const json& s) {
+    return s["placement"]["nodes"]["n2"]["healthy"] == false;
+  })) << calm.log();
+  const json n2_state = testing::state(calm)["placement"]["nodes"]["n2"];
+  EXPECT_FALSE(n2_state.value("detail", "").empty()) << n2_state.dump();
+  EXPECT_EQ(testing::state(calm)["placement"]["nodes"]["n1"]["healthy"], true);
+
+  const auto health = calm.client().Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200) << "n1 still serves";
+  const json body = json::parse(health->body);
+  EXPECT_EQ(body["status"], "degraded");
+  EXPECT_EQ(body["nodes"]["n1"], "ok");
+  EXPECT_EQ(body["nodes"]["n2"].get<std::string>().rfind("unavailable: ", 0), 0u) << body.dump();
+
+  const auto metrics = calm.client().Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("calm_node_up{node=\"n2\"} 0"), std::string::npos) << metrics->body;
+  EXPECT_EQ(chat(calm, "chat"), 200) << "served by n1";
+
+  n2.start();
+  ASSERT_TRUE(n2.healthy());
+  ASSERT_TRUE(testing::wait_state(calm, [](const json& s) {
+    return s["placement"]["nodes"]["n2"]["healthy"] == true;
+  })) << calm.log();
+  const auto back = calm.client().Get("/health");
+  ASSERT_TRUE(back);
+  EXPECT_EQ(json::parse(back->body)["status"], "ok") << back->body;
 }
 
 TEST(Nodes, AReloadThatChangesTheNodesIsRefusedAndServingGoesOn) {

@@ -355,7 +355,12 @@ TEST(Placement, StatsShowEachNodesFigures) {
   EXPECT_EQ(s.nodes[0].used_bytes, 40u);
   EXPECT_EQ(s.nodes[0].in_flight, 2);
   EXPECT_EQ(s.nodes[0].queued, 2u);
-  EXPECT_EQ(s.nodes[0].resident, (std::vector<std::string>{"m", "n"}));
+  ASSERT_EQ(s.nodes[0].resident.size(), 2u);
+  EXPECT_EQ(s.nodes[0].resident[0].id, "m");
+  EXPECT_EQ(s.nodes[0].resident[1].id, "n");
+  EXPECT_EQ(s.nodes[0].resident[0].state, "resident");
+  EXPECT_EQ(s.nodes[0].resident[0].bytes + s.nodes[0].resident[1].bytes, 40u);
+  EXPECT_EQ(s.nodes[0].resident[0].in_flight, 1);
   EXPECT_TRUE(s.nodes[1].healthy);
   EXPECT_EQ(s.nodes[1].running, 2u);
   EXPECT_EQ(s.nodes[1].waiting, 5u);
