@@ -1,9 +1,10 @@
-// Feeds: what a node answers calm (nodes/router_node.h), from another
-// machine and so untrusted: a router-mode llama-server's GET /models body
-// (parse_router_models) and a /metrics page (prometheus_sample), each parser
-// given the whole input.
-// parse_router_models documents std::invalid_argument for a body that is not
-// a model list, and only that is caught; prometheus_sample throws nothing. A
+// Feeds: what a node answers calm (nodes/router_node.h, nodes/openai_node.h),
+// from another machine and so untrusted: a router-mode llama-server's
+// GET /models body (parse_router_models), an OpenAI GET /v1/models body
+// (parse_openai_model_ids) and a /metrics page (prometheus_sample,
+// openai_node_queue), each parser given the whole input.
+// The two list parsers document std::invalid_argument for a body that is not
+// a model list, and only that is caught; the /metrics readers throw nothing. A
 // finding: another exception, a crash, a sanitizer report, a hang, or a
 // broken promise of the header: a sample that is not a finite number.
 #include <cmath>
@@ -13,6 +14,7 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "nodes/openai_node.h"
 #include "nodes/router_node.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -22,6 +24,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)model.loaded();
     }
   } catch (const std::invalid_argument&) {
+  }
+  try {
+    for (const std::string& id : calm::parse_openai_model_ids(text)) (void)id.size();
+  } catch (const std::invalid_argument&) {
+  }
+  if (const auto queue = calm::openai_node_queue(text)) {
+    if (!std::isfinite(queue->processing) || !std::isfinite(queue->deferred)) std::abort();
   }
   for (const char* name : {"llamacpp:requests_processing", "llamacpp:requests_deferred",
                            "vllm:num_requests_waiting"}) {

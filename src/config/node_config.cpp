@@ -27,14 +27,14 @@ std::vector<NodeConfig> parse_nodes(const YAML::Node& node, const std::string& s
     }
     if (!ids.insert(config.id).second) fields.fail("id", "duplicate node id '" + config.id + "'");
     config.kind = fields.string("kind", config.kind);
-    if (config.kind == "openai" || config.kind == "calm") {
-      fields.fail("kind", "kind '" + config.kind +
-                              "' is not supported yet: calm places models only on "
-                              "llama-server-router nodes; serve a fixed model set with a "
-                              "model's url: instead");
+    if (config.kind == "calm") {
+      fields.fail("kind",
+                  "kind 'calm' is not supported yet: put another calm behind a model's url:, "
+                  "or use kind openai (it is OpenAI-compatible)");
     }
-    if (config.kind != "llama-server-router") {
-      fields.fail("kind", "unknown kind '" + config.kind + "': expected llama-server-router");
+    if (config.kind != "llama-server-router" && config.kind != "openai") {
+      fields.fail("kind",
+                  "unknown kind '" + config.kind + "': expected llama-server-router or openai");
     }
     config.url = fields.string("url", "", true);
     try {
@@ -42,12 +42,18 @@ std::vector<NodeConfig> parse_nodes(const YAML::Node& node, const std::string& s
     } catch (const UrlError& e) {
       fields.fail("url", std::string(e.what()) + "; it must start with http:// or https://");
     }
+    // A router-mode node needs a budget (calm decides what it loads there);
+    // an openai node's models are fixed, so its budget is optional.
     const YAML::Node budget = fields.get("budget");
-    const auto bytes = budget.IsScalar() ? parse_byte_size(budget.Scalar()) : std::nullopt;
-    if (!bytes || *bytes == 0) {
-      fields.fail("budget", "is required: a size such as 8GiB, 512MiB or a number of bytes");
+    const bool needed = config.kind == "llama-server-router";
+    if (budget.IsDefined() || needed) {
+      const auto bytes = budget.IsScalar() ? parse_byte_size(budget.Scalar()) : std::nullopt;
+      if (!bytes || *bytes == 0) {
+        fields.fail("budget", std::string(needed ? "is required: " : "must be ") +
+                                  "a size such as 8GiB, 512MiB or a number of bytes");
+      }
+      config.budget_bytes = *bytes;
     }
-    config.budget_bytes = *bytes;
     config.api_key = fields.string("api_key", "");
     config.max_queue = static_cast<size_t>(fields.integer("max_queue", 0, 0, 1 << 20));
     config.connect_timeout = fields.seconds("connect_timeout_s", config.connect_timeout);

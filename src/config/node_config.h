@@ -37,9 +37,10 @@ namespace calm {
 
 struct NodeConfig {
   std::string id;
-  std::string kind = "llama-server-router";
+  std::string kind = "llama-server-router";  // or "openai" (nodes/node.h)
   std::string url;
-  uint64_t budget_bytes = 0;  // required, > 0
+  uint64_t budget_bytes =
+      0;  // > 0; required for llama-server-router, 0 (no limit) allowed for openai
   std::string api_key;
   size_t max_queue = 0;  // 0: no limit
   std::chrono::milliseconds connect_timeout{2000};

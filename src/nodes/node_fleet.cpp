@@ -3,14 +3,17 @@
 
 #include <spdlog/spdlog.h>
 
+#include <set>
 #include <utility>
+
+#include "nodes/openai_node.h"
 
 namespace calm {
 
 namespace {
 
-RouterNode::Options router_options(const NodeConfig& config) {
-  RouterNode::Options options;
+NodeOptions node_options(const NodeConfig& config) {
+  NodeOptions options;
   options.id = config.id;
   options.base_url = config.url;
   options.api_key = config.api_key;
@@ -19,13 +22,21 @@ RouterNode::Options router_options(const NodeConfig& config) {
   return options;
 }
 
+// The node of the config's kind (config/node_config.h checked it).
+std::unique_ptr<Node> make_node(const NodeConfig& config) {
+  if (config.kind == "openai") return std::make_unique<OpenAiNode>(node_options(config));
+  return std::make_unique<RouterNode>(node_options(config));
+}
+
 }  // namespace
 
 NodeFleet::NodeFleet(const FleetConfig& config, std::chrono::milliseconds period)
     : period_(period), configs_(config.nodes), unhealthy_(config.nodes.size()) {
   std::vector<NodeSpec> specs;
   for (const NodeConfig& node : configs_) {
-    nodes_.push_back(std::make_unique<RouterNode>(router_options(node)));
+    nodes_.push_back(make_node(node));
+    // On a node that cannot swap, calm's models stay once in use.
+    const bool pinned = !nodes_.back()->swaps();
     NodeSpec spec;
     spec.id = node.id;
     spec.budget_bytes = node.budget_bytes;
@@ -33,7 +44,7 @@ NodeFleet::NodeFleet(const FleetConfig& config, std::chrono::milliseconds period
     for (const ModelConfig& model : config.models) {
       if (model.backend != ModelConfig::Backend::kNodes) continue;
       for (const std::string& id : model.nodes) {
-        if (id == node.id) spec.models.push_back({model.id, model.estimated_bytes, false});
+        if (id == node.id) spec.models.push_back({model.id, model.estimated_bytes, pinned});
       }
     }
     specs.push_back(std::move(spec));
@@ -45,16 +56,15 @@ NodeFleet::NodeFleet(const FleetConfig& config, std::chrono::milliseconds period
   // the load, with no lock held (ModelCache's rule): the node's HTTP calls.
   auto loader = [this](const std::string& node_id,
                        const std::string& model) -> ModelCache::LoadResult {
-    const RouterNode& node = *nodes_.at(*placement_->node_index(node_id));
-    const RouterNode::ModelStatus status = node.load(upstream_of(model));
-    spdlog::info("node '{}': model '{}' loaded ({} bytes of weights)", node_id, model,
-                 status.size_bytes);
-    return ModelCache::LoadResult(status.size_bytes);
+    const Node& node = *nodes_.at(*placement_->node_index(node_id));
+    const uint64_t bytes = node.make_ready(upstream_of(model));
+    spdlog::info("node '{}': model '{}' ready ({} bytes of weights)", node_id, model, bytes);
+    return ModelCache::LoadResult(bytes);
   };
   auto unloader = [this](const std::string& node_id, const std::string& model) {
-    const RouterNode& node = *nodes_.at(*placement_->node_index(node_id));
+    const Node& node = *nodes_.at(*placement_->node_index(node_id));
     try {
-      node.unload(upstream_of(model));
+      node.release(upstream_of(model));
       spdlog::info("node '{}': model '{}' unloaded", node_id, model);
     } catch (const NodeError& error) {
       // The model is forgotten either way: a node that is down holds nothing
@@ -83,23 +93,11 @@ const std::string& NodeFleet::upstream_of(const std::string& model) const {
 }
 
 void NodeFleet::start() {
-  for (size_t i = 0; i < nodes_.size(); ++i) {
+  std::set<std::string> ours;
+  for (const auto& [id, upstream] : upstream_) ours.insert(upstream);
+  for (const auto& node : nodes_) {
     try {
-      for (const RouterNode::ModelStatus& model : nodes_[i]->models()) {
-        if (!model.loaded()) continue;
-        bool ours = false;
-        for (const auto& [id, upstream] : upstream_) ours = ours || upstream == model.id;
-        if (!ours) {
-          spdlog::warn(
-              "node '{}': model '{}' is loaded but not in calm's fleet: its memory is "
-              "not counted in the node's budget",
-              configs_[i].id, model.id);
-          continue;
-        }
-        spdlog::info("node '{}': unloading '{}', loaded before calm started", configs_[i].id,
-                     model.id);
-        nodes_[i]->unload(model.id);
-      }
+      node->forget_earlier(ours);
     } catch (const NodeError& error) {
       spdlog::warn("{}", error.what());
     }
@@ -126,15 +124,14 @@ void NodeFleet::check_once() {
     std::string detail = health.ok ? "" : health.detail;
     uint32_t running = 0, waiting = 0;
     if (health.ok) {
-      for (const auto& held : stats.nodes[i].resident) {
-        try {
-          const auto queue = nodes_[i]->queue(upstream_of(held.id));
-          if (!queue) continue;
-          running += static_cast<uint32_t>(queue->processing);
-          waiting += static_cast<uint32_t>(queue->deferred);
-        } catch (const NodeError& error) {
-          spdlog::debug("{}", error.what());  // loading, or a child without --metrics
-        }
+      std::vector<std::string> upstreams;
+      for (const auto& held : stats.nodes[i].resident) upstreams.push_back(upstream_of(held.id));
+      try {
+        const Node::Queue queue = nodes_[i]->queue_over(upstreams);
+        running = static_cast<uint32_t>(queue.processing);
+        waiting = static_cast<uint32_t>(queue.deferred);
+      } catch (const NodeError& error) {
+        spdlog::debug("{}", error.what());  // the next health check will say
       }
     }
     bool changed = false;

@@ -1,19 +1,22 @@
-// NodeFleet: the fleet file's nodes (config/node_config.h), each a RouterNode,
-// and the placement of the models they serve (placement/placement.h): one
-// ModelCache per node, whose loader and unloader are the node's own
-// POST /models/load and /models/unload.
+// NodeFleet: the fleet file's nodes (config/node_config.h), each a Node of
+// its kind (nodes/node.h: a RouterNode or an OpenAiNode), and the placement
+// of the models they serve (placement/placement.h): one ModelCache per node,
+// whose loader and unloader are the node's make_ready and release (on a
+// router-mode node its POST /models/load and /models/unload). On a node that
+// cannot swap (openai), calm's models are pinned: once in use, never evicted.
 //
 // Lifecycle:
-//   NodeFleet(config)   builds the RouterNodes and the Placement; no I/O.
-//   start()             asks every node once: models of calm's fleet that a
-//                       node already has loaded (a calm that ran before) are
-//                       unloaded, so each node's charge starts from what calm
-//                       knows; a node that does not answer starts unhealthy.
+//   NodeFleet(config)   builds the Nodes and the Placement; no I/O.
+//   start()             asks every node once to forget_earlier: models of
+//                       calm's fleet that a router-mode node already has
+//                       loaded (a calm that ran before) are unloaded, so each
+//                       node's charge starts from what calm knows; a node
+//                       that does not answer starts unhealthy.
 //                       Then starts the monitor thread.
-//   (monitor)           every `period`: each node's GET /health (its
-//                       placement health; a change is logged), and for each
-//                       model resident there its queue from /metrics, summed
-//                       per node (Placement::set_queue).
+//   (monitor)           every `period`: each node's health check (its
+//                       placement health; a change is logged), and its queue
+//                       over the models resident there, from its /metrics
+//                       (Placement::set_queue).
 //   ~NodeFleet()        stops the monitor and joins it; it unloads nothing
 //                       (the nodes keep serving for whoever comes next).
 //
@@ -36,6 +39,7 @@
 #include <vector>
 
 #include "config/fleet_config.h"
+#include "nodes/node.h"
 #include "nodes/router_node.h"
 #include "placement/placement.h"
 
@@ -56,7 +60,7 @@ class NodeFleet {
   Placement& placement() { return *placement_; }
   const Placement& placement() const { return *placement_; }
   // The node at a placement index. Thread-safe (fixed after construction).
-  const RouterNode& node(size_t index) const { return *nodes_.at(index); }
+  const Node& node(size_t index) const { return *nodes_.at(index); }
   const NodeConfig& node_config(size_t index) const { return configs_.at(index); }
   size_t node_count() const { return nodes_.size(); }
 
@@ -83,10 +87,10 @@ class NodeFleet {
   const std::string& upstream_of(const std::string& model) const;
 
   const std::chrono::milliseconds period_;
-  std::vector<NodeConfig> configs_;                 // fixed after construction
-  std::vector<std::unique_ptr<RouterNode>> nodes_;  // fixed after construction
-  std::map<std::string, std::string> upstream_;     // model id -> its name on nodes; fixed
-  std::unique_ptr<Placement> placement_;            // fixed after construction
+  std::vector<NodeConfig> configs_;              // fixed after construction
+  std::vector<std::unique_ptr<Node>> nodes_;     // fixed after construction
+  std::map<std::string, std::string> upstream_;  // model id -> its name on nodes; fixed
+  std::unique_ptr<Placement> placement_;         // fixed after construction
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;

@@ -190,7 +190,10 @@ std::optional<EngineError> PlacedEngine::try_once(Call& call, Clock::time_point 
   try {
     placed->wait();  // the node's load, or the one this request joined
   } catch (const CacheError& error) {
-    fleet_.report_failure(placed->node(), error.what());
+    // A node that cannot swap refuses a model it does not serve while it
+    // serves its own: that is the model's error, not the node's.
+    const Node& node = fleet_.node(placed->node());
+    if (node.swaps() || !node.health().ok) fleet_.report_failure(placed->node(), error.what());
     return EngineError(Kind::kUnavailable, error.what());
   }
   if (stream.cancelled()) return end(std::nullopt);

@@ -16,7 +16,8 @@
 // A node that fails before the first token (no connection, no answer in
 // time, a load that fails) is reported to the fleet (out of placement until
 // its next health check) and the request is placed again, on another node,
-// once per node of the model at most. When every try failed, the error has
+// once per node of the model at most. (An openai node that refuses a model
+// it does not list, while its health check passes, stays in placement.) When every try failed, the error has
 // backend_failure(), so the pipeline's failover (fallbacks:) and circuit
 // breakers treat the model like any remote one. After the first token a
 // failure ends the stream with the node's error.

@@ -1,8 +1,8 @@
 // RouterNode: see router_node.h.
 #include "nodes/router_node.h"
 
-#include <charconv>
-#include <cmath>
+#include <spdlog/spdlog.h>
+
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <utility>
@@ -16,21 +16,6 @@ using Clock = std::chrono::steady_clock;
 using Kind = NodeError::Kind;
 
 namespace {
-
-// The node's own message from an OpenAI-style error body, else the body
-// itself (cut short: it is for a log line).
-std::string error_message(const std::string& body) {
-  const json answer = json::parse(repair_utf8(body), nullptr, false);
-  if (answer.is_object() && answer.contains("error")) {
-    const json& error = answer["error"];
-    if (error.is_object() && error.contains("message") && error["message"].is_string()) {
-      return error["message"].get<std::string>();
-    }
-    if (error.is_string()) return error.get<std::string>();
-  }
-  std::string text = repair_utf8(body.substr(0, 200));
-  return text.empty() ? "no message" : text;
-}
 
 RouterNode::ModelStatus parse_status(const json& entry) {
   RouterNode::ModelStatus status;
@@ -72,53 +57,14 @@ bool already(const NodeError& error, std::string_view message) {
 
 }  // namespace
 
-RouterNode::RouterNode(Options options) : options_(std::move(options)) {
-  try {
-    url_ = parse_url(options_.base_url);
-  } catch (const UrlError& error) {
-    throw NodeError(Kind::kMalformed, "node '" + options_.id + "': " + error.what());
-  }
-  base_path_ = openai_base_path(url_.path);
-  client_settings_.connect_timeout = options_.connect_timeout;
-  client_settings_.read_timeout = options_.request_timeout;
-  client_settings_.api_key = options_.api_key;
-  client_settings_.ca_file = options_.ca_file;
-  client_settings_.tls_verify = options_.tls_verify;
-  client_settings_.keep_alive = false;  // one call, one connection
-}
-
-std::string RouterNode::describe() const {
-  return "node '" + options_.id + "' (" + url_.origin() + base_path_ + ")";
-}
-
-std::string RouterNode::scrub(std::string text) const {
-  return without_secret(std::move(text), options_.api_key);
-}
-
-std::string RouterNode::call(const std::string& method, const std::string& path,
-                             const std::string& body) const {
-  const auto client = make_http_client(url_, client_settings_);
-  const std::string target = base_path_ + path;
-  const httplib::Result result =
-      method == "POST" ? client->Post(target, body, "application/json") : client->Get(target);
-  if (!result) {
-    throw NodeError(Kind::kUnreachable, scrub(describe() + ": " + method + " " + path + ": " +
-                                              httplib::to_string(result.error())));
-  }
-  if (result->status < 200 || result->status >= 300) {
-    throw NodeError(Kind::kRefused,
-                    scrub(describe() + ": " + method + " " + path + " answered " +
-                          std::to_string(result->status) + ": " + error_message(result->body)));
-  }
-  return result->body;
-}
+RouterNode::RouterNode(Options options) : options_(std::move(options)), client_(options_) {}
 
 std::vector<RouterNode::ModelStatus> RouterNode::models() const {
-  const std::string body = call("GET", "/models");
+  const std::string body = client_.call("GET", "/models");
   try {
     return parse_router_models(body);
   } catch (const std::invalid_argument& error) {
-    throw NodeError(Kind::kMalformed, describe() + ": GET /models: " + error.what());
+    throw NodeError(Kind::kMalformed, client_.describe() + ": GET /models: " + error.what());
   }
 }
 
@@ -135,19 +81,20 @@ RouterNode::ModelStatus RouterNode::wait_until(const std::string& id, Goal goal)
   for (;;) {
     const std::optional<ModelStatus> status = model(id);
     if (!status) {
-      throw NodeError(Kind::kRefused, describe() + ": model '" + id + "' left the node's list");
+      throw NodeError(Kind::kRefused,
+                      client_.describe() + ": model '" + id + "' left the node's list");
     }
     if (goal == Goal::kLoaded ? status->loaded() : is_unloaded(*status)) return *status;
     // Asked to load, the model went back to unloaded: its child exited.
     if (goal == Goal::kLoaded && is_unloaded(*status)) {
       throw NodeError(
           Kind::kLoadFailed,
-          describe() + ": model '" + id + "' failed to load (its llama-server exited" +
+          client_.describe() + ": model '" + id + "' failed to load (its llama-server exited" +
               (status->failed ? " with code " + std::to_string(status->exit_code) : std::string()) +
               ")");
     }
     if (Clock::now() >= deadline) {
-      throw NodeError(Kind::kTimeout, describe() + ": model '" + id + "' not " + goal_word +
+      throw NodeError(Kind::kTimeout, client_.describe() + ": model '" + id + "' not " + goal_word +
                                           " within " +
                                           std::to_string(options_.load_timeout.count()) +
                                           " ms (still " + status->state + ")");
@@ -158,11 +105,11 @@ RouterNode::ModelStatus RouterNode::wait_until(const std::string& id, Goal goal)
 
 RouterNode::ModelStatus RouterNode::load(const std::string& id) const {
   const std::optional<ModelStatus> now = model(id);
-  if (!now) throw NodeError(Kind::kRefused, describe() + ": has no model '" + id + "'");
+  if (!now) throw NodeError(Kind::kRefused, client_.describe() + ": has no model '" + id + "'");
   if (now->loaded()) return *now;
   if (now->state != "loading") {
     try {
-      call("POST", "/models/load", json{{"model", id}}.dump());
+      client_.call("POST", "/models/load", json{{"model", id}}.dump());
     } catch (const NodeError& error) {
       if (!already(error, "already running")) throw;  // another caller started it
     }
@@ -172,10 +119,10 @@ RouterNode::ModelStatus RouterNode::load(const std::string& id) const {
 
 void RouterNode::unload(const std::string& id) const {
   const std::optional<ModelStatus> now = model(id);
-  if (!now) throw NodeError(Kind::kRefused, describe() + ": has no model '" + id + "'");
+  if (!now) throw NodeError(Kind::kRefused, client_.describe() + ": has no model '" + id + "'");
   if (is_unloaded(*now)) return;
   try {
-    call("POST", "/models/unload", json{{"model", id}}.dump());
+    client_.call("POST", "/models/unload", json{{"model", id}}.dump());
   } catch (const NodeError& error) {
     if (!already(error, "not running")) throw;
   }
@@ -185,8 +132,8 @@ void RouterNode::unload(const std::string& id) const {
 std::optional<RouterNode::Queue> RouterNode::queue(const std::string& id) const {
   std::string text;
   try {
-    text = call("GET",
-                "/metrics?model=" + httplib::detail::encode_query_param(id) + "&autoload=false");
+    text = client_.call(
+        "GET", "/metrics?model=" + httplib::detail::encode_query_param(id) + "&autoload=false");
   } catch (const NodeError& error) {
     if (already(error, "not loaded")) return std::nullopt;
     throw;
@@ -195,26 +142,54 @@ std::optional<RouterNode::Queue> RouterNode::queue(const std::string& id) const 
   const std::optional<double> deferred = prometheus_sample(text, "llamacpp:requests_deferred");
   if (!processing || !deferred) {
     throw NodeError(Kind::kMalformed,
-                    describe() + ": model '" + id +
+                    client_.describe() + ": model '" + id +
                         "': its /metrics has no llamacpp:requests_processing "
                         "and requests_deferred (is the node run with --metrics?)");
   }
   return Queue{*processing, *deferred};
 }
 
+uint64_t RouterNode::make_ready(const std::string& upstream) const {
+  return load(upstream).size_bytes;
+}
+
+void RouterNode::release(const std::string& upstream) const {
+  unload(upstream);
+}
+
+Node::Queue RouterNode::queue_over(const std::vector<std::string>& upstreams) const {
+  Queue total;
+  for (const std::string& upstream : upstreams) {
+    try {
+      if (const auto q = queue(upstream)) {
+        total.processing += q->processing;
+        total.deferred += q->deferred;
+      }
+    } catch (const NodeError& error) {
+      if (error.kind() == Kind::kUnreachable) throw;
+      spdlog::debug("{}", error.what());  // loading, or a child without --metrics
+    }
+  }
+  return total;
+}
+
+void RouterNode::forget_earlier(const std::set<std::string>& ours) const {
+  for (const ModelStatus& model : models()) {
+    if (!model.loaded()) continue;
+    if (!ours.count(model.id)) {
+      spdlog::warn(
+          "node '{}': model '{}' is loaded but not in calm's fleet: its memory is not counted "
+          "in the node's budget",
+          options_.id, model.id);
+      continue;
+    }
+    spdlog::info("node '{}': unloading '{}', loaded before calm started", options_.id, model.id);
+    unload(model.id);
+  }
+}
+
 EngineHealth RouterNode::health() const {
-  HttpClientSettings settings = client_settings_;
-  settings.read_timeout = options_.connect_timeout;
-  const auto client = make_http_client(url_, settings);
-  const httplib::Result result = client->Get(base_path_ + "/health");
-  if (!result) {
-    return {false, scrub(describe() + ": GET /health: " + httplib::to_string(result.error()))};
-  }
-  if (result->status != 200) {
-    return {false, scrub(describe() + ": GET /health answered " + std::to_string(result->status) +
-                         ": " + error_message(result->body))};
-  }
-  return {true, describe() + ": healthy"};
+  return client_.check("/health");
 }
 
 std::vector<RouterNode::ModelStatus> parse_router_models(std::string_view body) {
@@ -225,44 +200,6 @@ std::vector<RouterNode::ModelStatus> parse_router_models(std::string_view body) 
   std::vector<RouterNode::ModelStatus> models;
   for (const json& entry : answer["data"]) models.push_back(parse_status(entry));
   return models;
-}
-
-std::optional<double> prometheus_sample(std::string_view text, std::string_view name) {
-  size_t at = 0;
-  while (at < text.size()) {
-    size_t end = text.find('\n', at);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(at, end - at);
-    at = end + 1;
-    if (line.size() <= name.size() || line.substr(0, name.size()) != name) continue;
-    line.remove_prefix(name.size());
-    if (line.front() == '{') {  // labels: skip to the closing brace, outside quotes
-      bool quoted = false;
-      size_t close = 1;
-      for (; close < line.size(); ++close) {
-        if (line[close] == '\\' && quoted) {
-          ++close;
-        } else if (line[close] == '"') {
-          quoted = !quoted;
-        } else if (line[close] == '}' && !quoted) {
-          break;
-        }
-      }
-      if (close >= line.size()) return std::nullopt;
-      line.remove_prefix(close + 1);
-    }
-    if (line.empty() || (line.front() != ' ' && line.front() != '\t')) continue;  // a longer name
-    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
-    const size_t value_end = line.find_first_of(" \t\r");
-    line = line.substr(0, value_end);
-    double value = 0;
-    const auto [ptr, ec] = std::from_chars(line.data(), line.data() + line.size(), value);
-    if (ec != std::errc() || ptr != line.data() + line.size() || !std::isfinite(value)) {
-      return std::nullopt;
-    }
-    return value;
-  }
-  return std::nullopt;
 }
 
 }  // namespace calm

@@ -30,9 +30,8 @@
 // The node's own `--models-max` still applies: set it at least as high as the
 // models calm may keep there, or the router evicts behind calm's back.
 //
-// Thread-safe: every call uses a connection of its own (these calls are rare
-// beside generations: a load, an unload, one scrape a second). The api_key is
-// cut out of every message (engines/http_client.h's without_secret).
+// Thread-safe: every call uses a connection of its own, and the api_key is
+// cut out of every message (nodes/node_client.h).
 #pragma once
 
 #include <chrono>
@@ -43,41 +42,14 @@
 #include <string_view>
 #include <vector>
 
-#include "engines/engine.h"
-#include "engines/http_client.h"
-#include "util/url.h"
+#include "nodes/node.h"
+#include "nodes/node_client.h"
 
 namespace calm {
 
-class NodeError : public std::runtime_error {
+class RouterNode : public Node {
  public:
-  enum class Kind {
-    kUnreachable,  // no connection, or no answer in time
-    kRefused,      // the node answered with an error (an unknown model, a bad key)
-    kLoadFailed,   // the model's child process exited while loading
-    kTimeout,      // the model did not settle within load_timeout
-    kMalformed,    // an answer that is not what llama-server sends
-  };
-  NodeError(Kind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
-  Kind kind() const { return kind_; }
-
- private:
-  Kind kind_;
-};
-
-class RouterNode {
- public:
-  struct Options {
-    std::string id;        // calm's name for the node; used in messages
-    std::string base_url;  // http[s]://host:port[/prefix] (util/url.h)
-    std::string api_key;   // the node's --api-key, sent as a Bearer token
-    std::chrono::milliseconds connect_timeout{2000};
-    std::chrono::milliseconds request_timeout{10000};  // each call to the node
-    std::chrono::milliseconds load_timeout{120000};    // a load or unload to settle
-    std::chrono::milliseconds poll_interval{100};      // GET /models while settling
-    std::string ca_file;     // https: PEM CAs to trust instead of the system's
-    bool tls_verify = true;  // https: verify the certificate and host name
-  };
+  using Options = NodeOptions;
 
   struct ModelStatus {
     std::string id;
@@ -86,13 +58,6 @@ class RouterNode {
     int exit_code = 0;
     uint64_t size_bytes = 0;  // the weights' bytes, reported once loaded; 0 before
     bool loaded() const { return state == "loaded" || state == "sleeping"; }
-  };
-
-  // The queue of one loaded model: llama-server's
-  // llamacpp:requests_processing and llamacpp:requests_deferred.
-  struct Queue {
-    double processing = 0;
-    double deferred = 0;
   };
 
   // Throws NodeError(kMalformed) for a URL util/url.h refuses. No I/O.
@@ -116,34 +81,31 @@ class RouterNode {
   std::optional<Queue> queue(const std::string& id) const;
 
   // GET /health, bounded by connect_timeout. Never throws.
-  EngineHealth health() const;
+  EngineHealth health() const override;
+
+  // Node (nodes/node.h), in the calls above: make_ready is load() (the
+  // weights' size it reports), release is unload(), queue_over sums queue()
+  // (llama-server's llamacpp:requests_processing and requests_deferred) over
+  // the models, forget_earlier unloads those of `ours` that are loaded.
+  uint64_t make_ready(const std::string& upstream) const override;
+  void release(const std::string& upstream) const override;
+  Queue queue_over(const std::vector<std::string>& upstreams) const override;
+  void forget_earlier(const std::set<std::string>& ours) const override;
+  bool swaps() const override { return true; }
 
   const Options& options() const { return options_; }
 
  private:
-  // GET or POST on the node; returns the body of a 2xx answer, throws
-  // NodeError otherwise (kRefused carrying the node's own message).
-  std::string call(const std::string& method, const std::string& path,
-                   const std::string& body = "") const;
   enum class Goal { kLoaded, kUnloaded };
   // Polls GET /models until the model reaches `goal`, or load_timeout.
   ModelStatus wait_until(const std::string& id, Goal goal) const;
-  std::string describe() const;  // "node 'ID' (URL)"
-  std::string scrub(std::string text) const;
 
   const Options options_;
-  Url url_;
-  std::string base_path_;  // url_.path without a trailing '/' or '/v1'
-  HttpClientSettings client_settings_;
+  NodeClient client_;
 };
 
 // The models of a router-mode GET /models answer. Throws std::invalid_argument
 // naming what is wrong for a body that is not such a list. Safe from any thread.
 std::vector<RouterNode::ModelStatus> parse_router_models(std::string_view body);
-
-// The value of a Prometheus sample named exactly `name` (with or without
-// labels; the first such line) in the text format; nullopt when absent or
-// not a number. Safe from any thread.
-std::optional<double> prometheus_sample(std::string_view text, std::string_view name);
 
 }  // namespace calm

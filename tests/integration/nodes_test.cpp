@@ -72,6 +72,28 @@ class RouterNodeProcess {
   bool healthy_ = false;
 };
 
+// A single-model llama-server (an OpenAI-compatible server with a fixed
+// model set: a node of kind openai) serving tiny-chatml under that name.
+class FixedModelServer {
+ public:
+  FixedModelServer() : port_(testing::free_port()) {
+    process_ = std::make_unique<testing::ChildProcess>(
+        std::vector<std::string>{testing::env("CALM_LLAMA_SERVER"), "-m",
+                                 testing::test_model("tiny-chatml.gguf"), "--alias", "tiny-chatml",
+                                 "--host", "127.0.0.1", "--port", std::to_string(port_), "-c",
+                                 "256", "-np", "1", "-t", "1", "--no-webui", "--metrics"},
+        testing::temp_path("fixed.log"));
+    healthy_ = testing::wait_healthy(port_, "/health", std::chrono::seconds(60));
+  }
+  bool healthy() const { return healthy_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int port_;
+  std::unique_ptr<testing::ChildProcess> process_;
+  bool healthy_ = false;
+};
+
 // Both tiny models' weights are 0.75 MiB: a 1 MiB budget holds one of them.
 std::string fleet(const std::vector<const RouterNodeProcess*>& nodes) {
   std::string yaml = "nodes:\n";
@@ -246,6 +268,54 @@ TEST(Nodes, ANodeThatStopsIsShownDownUntilItIsBack) {
   const auto back = calm.client().Get("/health");
   ASSERT_TRUE(back);
   EXPECT_EQ(json::parse(back->body)["status"], "ok") << back->body;
+}
+
+// The openai node "fixed" serves chat; ghost is placed there too, but the
+// node does not list it; plain is on the router-mode node n1.
+std::string mixed_fleet(const FixedModelServer& fixed, const RouterNodeProcess& n1) {
+  return "nodes:\n  - id: fixed\n    kind: openai\n    url: " + fixed.url() +
+         "/v1\n  - id: n1\n    url: " + n1.url() +
+         "\n    budget: 1MiB\n"
+         "models:\n"
+         "  - id: chat\n    nodes: [fixed]\n    upstream_model: tiny-chatml\n"
+         "  - id: ghost\n    nodes: [fixed]\n    upstream_model: not-there\n"
+         "  - id: plain\n    nodes: [n1]\n    upstream_model: tiny-plain\n    bytes: 800KB\n";
+}
+
+TEST(Nodes, AnOpenAiNodeServesTheModelItListsAndShowsItResident) {
+  FixedModelServer fixed;
+  RouterNodeProcess n1;
+  ASSERT_TRUE(fixed.healthy() && n1.healthy());
+  CalmServer calm(mixed_fleet(fixed, n1));
+  EXPECT_EQ(chat(calm, "chat"), 200);
+  EXPECT_EQ(chat(calm, "plain", true), 200);
+  EXPECT_EQ(chat(calm, "chat", true), 200);
+  EXPECT_EQ(n1.loaded(), std::set<std::string>{"tiny-plain"}) << "chat never went to n1";
+  const json placement = testing::state(calm)["placement"];
+  const json& node = placement["nodes"]["fixed"];
+  EXPECT_EQ(node["kind"], "openai");
+  EXPECT_EQ(node["budget_bytes"], 0) << "no limit";
+  EXPECT_EQ(node["models"]["chat"]["state"], "resident") << node.dump();
+  EXPECT_EQ(node["evictions"], 0);
+  const auto health = calm.client().Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(json::parse(health->body)["nodes"]["fixed"], "ok") << health->body;
+}
+
+TEST(Nodes, AModelAnOpenAiNodeDoesNotListIsAClearErrorAndTheNodeServesOn) {
+  FixedModelServer fixed;
+  RouterNodeProcess n1;
+  ASSERT_TRUE(fixed.healthy() && n1.healthy());
+  CalmServer calm(mixed_fleet(fixed, n1));
+  const json body = {{"model", "ghost"}, {"prompt", "x"}, {"max_tokens", 4}};
+  const auto res = calm.client().Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_GE(res->status, 500) << res->body;
+  EXPECT_NE(res->body.find("serves no model 'not-there'"), std::string::npos) << res->body;
+  EXPECT_NE(res->body.find("it lists: tiny-chatml"), std::string::npos) << res->body;
+  // The node was not taken out: chat is answered there at once.
+  EXPECT_EQ(testing::state(calm)["placement"]["nodes"]["fixed"]["healthy"], true);
+  EXPECT_EQ(chat(calm, "chat"), 200);
 }
 
 TEST(Nodes, AReloadThatChangesTheNodesIsRefusedAndServingGoesOn) {

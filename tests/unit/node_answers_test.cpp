@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "nodes/openai_node.h"
 #include "nodes/router_node.h"
 
 namespace calm {
@@ -98,6 +99,36 @@ TEST(PrometheusSample, ReadsARealLlamaServerPage) {
   const std::string page = seed("metrics-llama-server.txt");
   EXPECT_EQ(prometheus_sample(page, "llamacpp:requests_processing"), 0.0);
   EXPECT_EQ(prometheus_sample(page, "llamacpp:requests_deferred"), 0.0);
+}
+
+TEST(ParseOpenAiModelIds, ReadsTheIdsOfAModelList) {
+  EXPECT_EQ(parse_openai_model_ids(
+                R"({"object":"list","data":[{"id":"tiny-chatml","object":"model"},{"id":"b"}]})"),
+            (std::vector<std::string>{"tiny-chatml", "b"}));
+  EXPECT_TRUE(parse_openai_model_ids(R"({"data":[]})").empty());
+}
+
+TEST(ParseOpenAiModelIds, ABodyThatIsNoModelListIsAnInvalidArgument) {
+  for (const char* body :
+       {"", "[]", R"({"data":{}})", R"({"data":[{"id":7}]})", R"({"data":[1]})", "\xff\xfe"}) {
+    EXPECT_THROW(parse_openai_model_ids(body), std::invalid_argument) << body;
+  }
+}
+
+TEST(OpenAiNodeQueue, ReadsVllmOrLlamaServerAndNothingElse) {
+  const auto vllm = openai_node_queue(
+      "vllm:num_requests_running{model_name=\"m\"} 3.0\n"
+      "vllm:num_requests_waiting{model_name=\"m\"} 2.0\n");
+  ASSERT_TRUE(vllm);
+  EXPECT_EQ(vllm->processing, 3);
+  EXPECT_EQ(vllm->deferred, 2);
+  const auto llama =
+      openai_node_queue("llamacpp:requests_processing 1\nllamacpp:requests_deferred 4\n");
+  ASSERT_TRUE(llama);
+  EXPECT_EQ(llama->processing, 1);
+  EXPECT_EQ(llama->deferred, 4);
+  EXPECT_FALSE(openai_node_queue("vllm:num_requests_running 3\n")) << "half a pair is none";
+  EXPECT_FALSE(openai_node_queue("# nothing here\n"));
 }
 
 }  // namespace

@@ -85,6 +85,15 @@ TEST(NodeConfig, AModelWithNodesAndAnotherBackendIsAnError) {
   EXPECT_NE(error.find("exactly one backend"), std::string::npos) << error;
 }
 
+TEST(NodeConfig, AnOpenAiNodeNeedsNoBudget) {
+  const FleetConfig config = parse(
+      "nodes:\n  - id: vllm\n    kind: openai\n    url: http://127.0.0.1:8000/v1\n"
+      "models:\n  - id: m\n    nodes: [vllm]\n");
+  ASSERT_EQ(config.nodes.size(), 1u);
+  EXPECT_EQ(config.nodes[0].kind, "openai");
+  EXPECT_EQ(config.nodes[0].budget_bytes, 0u) << "no limit";
+}
+
 TEST(NodeConfig, EachBadNodeFieldIsNamed) {
   const std::string model = "models:\n  - id: m\n    nodes: [n]\n";
   const struct {
@@ -95,8 +104,10 @@ TEST(NodeConfig, EachBadNodeFieldIsNamed) {
       {"  - id: n\n    url: http://127.0.0.1:1\n    budget: lots\n", "nodes[0].budget"},
       {"  - id: n\n    url: ftp://x\n    budget: 1GiB\n", "nodes[0].url"},
       {"  - id: n\n    budget: 1GiB\n", "nodes[0].url: is required"},
-      {"  - id: n\n    kind: openai\n    url: http://x:1\n    budget: 1GiB\n",
-       "kind 'openai' is not supported yet"},
+      {"  - id: n\n    kind: calm\n    url: http://x:1\n    budget: 1GiB\n",
+       "kind 'calm' is not supported yet"},
+      {"  - id: n\n    kind: openai\n    url: http://x:1\n    budget: 0\n",
+       "nodes[0].budget: must be a size"},
       {"  - id: n\n    kind: vllm\n    url: http://x:1\n    budget: 1GiB\n", "unknown kind 'vllm'"},
       {"  - id: n\n    url: http://x:1\n    budget: 1GiB\n    colour: red\n", "colour"},
       {"  - id: n\n    url: http://x:1\n    budget: 1GiB\n  - id: n\n    url: http://y:1\n"
