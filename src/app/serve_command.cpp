@@ -219,6 +219,26 @@ Command add_serve_command(CLI::App& app) {
                               {{"state", CircuitBreakers::state_name(change.from)}},
                               {{"state", CircuitBreakers::state_name(change.to)}});
         });
+    // A node that goes down or comes back changes where models can go: an
+    // adaptation, logged like the loop's. Reset before the loop is destroyed
+    // (declared after it), so the fleet's monitor never calls a loop that is gone.
+    struct NodeListenerReset {
+      NodeFleet* fleet;
+      ~NodeListenerReset() {
+        if (fleet) fleet->set_on_health_change(nullptr);
+      }
+    } node_listener{nodes.get()};
+    if (nodes) {
+      nodes->set_on_health_change([&loop](const NodeFleet::HealthChange& change) {
+        loop.log_adaptation(
+            "node",
+            "node '" + change.node + "' " +
+                (change.healthy ? "is back: placement uses it again"
+                                : "is down: out of placement (" + change.detail + ")"),
+            {{"node", change.node}, {"detail", change.detail}}, {{"healthy", !change.healthy}},
+            {{"healthy", change.healthy}});
+      });
+    }
     ServerMetrics metrics(resident->cache(), scheduler, loop, &breakers, knowledge.get());
     if (nodes) metrics.add_nodes(*nodes);
     spdlog::info("energy: {}; MAPE-K loop {}", meter->source(),

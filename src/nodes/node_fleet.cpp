@@ -134,10 +134,11 @@ void NodeFleet::check_once() {
         spdlog::debug("{}", error.what());  // the next health check will say
       }
     }
-    bool changed = false;
+    bool changed = false, was_down = false;
     {
       std::lock_guard lock(mutex_);
       changed = unhealthy_[i] != detail;
+      was_down = !unhealthy_[i].empty();
       unhealthy_[i] = detail;
     }
     if (changed) {
@@ -149,6 +150,7 @@ void NodeFleet::check_once() {
     }
     placement_->set_healthy(i, health.ok);
     placement_->set_queue(i, running, waiting);
+    if (was_down == health.ok) tell({configs_[i].id, health.ok, detail});
   }
 }
 
@@ -171,16 +173,30 @@ void NodeFleet::poke() {
   changed_.notify_all();
 }
 
-void NodeFleet::report_failure(size_t node, const std::string& detail) {
+void NodeFleet::report_failure(size_t node, const std::string& why) {
+  const std::string detail = why.empty() ? "failed" : why;  // "" means healthy
+  bool went_down = false;
   {
     std::lock_guard lock(mutex_);
-    if (unhealthy_.at(node).empty()) {
+    went_down = unhealthy_.at(node).empty();
+    if (went_down) {
       spdlog::warn("node '{}' is out of placement until it answers again: {}", configs_[node].id,
                    detail);
     }
     unhealthy_[node] = detail;
   }
   placement_->set_healthy(node, false);
+  if (went_down) tell({configs_[node].id, false, detail});
+}
+
+void NodeFleet::set_on_health_change(HealthListener listener) {
+  std::lock_guard lock(listener_mutex_);
+  listener_ = std::move(listener);
+}
+
+void NodeFleet::tell(const HealthChange& change) {
+  std::lock_guard lock(listener_mutex_);
+  if (listener_) listener_(change);
 }
 
 std::vector<std::string> NodeFleet::health_details() const {

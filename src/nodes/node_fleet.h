@@ -24,13 +24,15 @@
 // nodes: it asks this fleet's placement for a node per request.
 //
 // Threads: the monitor thread, and the callers of placement() (the engines'
-// workers). Thread-safe after start(). The NodeFleet must outlive every
+// workers). Thread-safe after start(). Locks: mutex_ (health, changes) and
+// listener_mutex_ (the health listener) are never held together. The NodeFleet must outlive every
 // PlacedEngine made on it and every Placed its placement returned.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -80,9 +82,24 @@ class NodeFleet {
   // Why each node is unhealthy ("" when healthy), by node index. Thread-safe.
   std::vector<std::string> health_details() const;
 
+  // A node that went down (a failed health check, or report_failure) or
+  // came back up; not a new reason for one that stays down.
+  struct HealthChange {
+    std::string node;
+    bool healthy = false;
+    std::string detail;  // why it is down; "" when it came back
+  };
+  using HealthListener = std::function<void(const HealthChange&)>;
+  // Called at each change, on the thread that saw it, with no NodeFleet
+  // lock held but the listener's own. Setting it (null to stop) waits for a
+  // call under way, so once this returns the old listener is never called
+  // again. Thread-safe.
+  void set_on_health_change(HealthListener listener);
+
  private:
   void monitor();
   void check_once();
+  void tell(const HealthChange& change);
   // The name a model of calm's fleet has on the nodes.
   const std::string& upstream_of(const std::string& model) const;
 
@@ -98,6 +115,10 @@ class NodeFleet {
   bool stopping_ = false;               // guarded by mutex_
   std::vector<std::string> unhealthy_;  // guarded by mutex_; per node, "" when healthy
   std::thread monitor_;                 // started by start(), joined by the destructor
+
+  // Taken with no other NodeFleet lock held, and held while the listener runs.
+  std::mutex listener_mutex_;
+  HealthListener listener_;  // guarded by listener_mutex_
 };
 
 }  // namespace calm

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "support/calm_client.h"
 #include "support/process.h"
@@ -234,6 +235,24 @@ TEST(Nodes, StateHealthAndMetricsShowWhereEachModelIsAndItsBytes) {
   }
 }
 
+// Polls (bounded, 30 s) GET /v1/calm/adaptations until the newest "node"
+// adaptation of `node` says it is `healthy`.
+bool saw_node_adaptation(const CalmServer& calm, const std::string& node, bool healthy) {
+  for (int i = 0; i < 600; ++i) {
+    const auto res = calm.client().Get("/v1/calm/adaptations");
+    if (res && res->status == 200) {
+      const json answer = json::parse(res->body);  // kept: the loop reads into it
+      for (const json& a : answer["data"]) {       // newest first
+        if (a["kind"] != "node" || a["figures"]["node"] != node) continue;
+        if (a["after"]["healthy"] == healthy && a["before"]["healthy"] == !healthy) return true;
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
 TEST(Nodes, ANodeThatStopsIsShownDownUntilItIsBack) {
   RouterNodeProcess n1, n2;
   ASSERT_TRUE(n1.healthy() && n2.healthy());
@@ -246,6 +265,7 @@ TEST(Nodes, ANodeThatStopsIsShownDownUntilItIsBack) {
   const json n2_state = testing::state(calm)["placement"]["nodes"]["n2"];
   EXPECT_FALSE(n2_state.value("detail", "").empty()) << n2_state.dump();
   EXPECT_EQ(testing::state(calm)["placement"]["nodes"]["n1"]["healthy"], true);
+  EXPECT_TRUE(saw_node_adaptation(calm, "n2", false)) << "its going down is an adaptation";
 
   const auto health = calm.client().Get("/health");
   ASSERT_TRUE(health);
@@ -268,6 +288,7 @@ TEST(Nodes, ANodeThatStopsIsShownDownUntilItIsBack) {
   const auto back = calm.client().Get("/health");
   ASSERT_TRUE(back);
   EXPECT_EQ(json::parse(back->body)["status"], "ok") << back->body;
+  EXPECT_TRUE(saw_node_adaptation(calm, "n2", true)) << "and its coming back";
 }
 
 // The openai node "fixed" serves chat; ghost is placed there too, but the
