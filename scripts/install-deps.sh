@@ -14,6 +14,7 @@ packages=(
   prometheus  # promtool, which checks the /metrics output in the unit tests
   chromium    # headless, checks that the bench suite's HTML report renders (integration tests)
   clang-14 libclang-rt-14-dev  # libFuzzer and its sanitizer runtimes (scripts/fuzz.sh)
+  iproute2  # ip netns: the nodes' network namespaces (integration tests)
 )
 
 missing=()

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "support/calm_client.h"
+#include "support/node_processes.h"
 #include "support/process.h"
 #include "support/test_env.h"
 
@@ -24,76 +25,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using testing::CalmServer;
 
-// A router-mode llama-server with both tiny models in its models directory.
-class RouterNodeProcess {
- public:
-  RouterNodeProcess() : dir_(testing::temp_path("models")), port_(testing::free_port()) {
-    fs::create_directories(dir_);
-    fs::copy_file(testing::test_model("tiny-chatml.gguf"), dir_ / "tiny-chatml.gguf");
-    fs::copy_file(testing::test_model("tiny-plain.gguf"), dir_ / "tiny-plain.gguf");
-    start();
-  }
-
-  bool healthy() const { return healthy_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  void stop() { process_->stop(); }
-  // A new process on the same port and models directory (after stop()).
-  void start() {
-    process_ = std::make_unique<testing::ChildProcess>(
-        std::vector<std::string>{testing::env("CALM_LLAMA_SERVER"), "--models-dir", dir_.string(),
-                                 "--models-max", "4", "--host", "127.0.0.1", "--port",
-                                 std::to_string(port_), "-c", "256", "-np", "1", "-t", "1",
-                                 "--no-webui", "--metrics"},
-        testing::temp_path("router.log"));
-    healthy_ = testing::wait_healthy(port_, "/health", std::chrono::seconds(60));
-  }
-
-  // The models the node itself says are loaded.
-  std::set<std::string> loaded() const {
-    httplib::Client client("127.0.0.1", port_);
-    const auto res = client.Get("/models");
-    std::set<std::string> ids;
-    if (!res || res->status != 200) {
-      ADD_FAILURE() << "GET /models on the node: "
-                    << (res ? std::to_string(res->status) + " " + res->body
-                            : httplib::to_string(res.error()));
-      return ids;
-    }
-    const json answer = json::parse(res->body);  // kept: the loop reads into it
-    for (const json& model : answer["data"]) {
-      if (model["status"]["value"] == "loaded") ids.insert(model["id"].get<std::string>());
-    }
-    return ids;
-  }
-
- private:
-  fs::path dir_;
-  int port_;
-  std::unique_ptr<testing::ChildProcess> process_;
-  bool healthy_ = false;
-};
-
-// A single-model llama-server (an OpenAI-compatible server with a fixed
-// model set: a node of kind openai) serving tiny-chatml under that name.
-class FixedModelServer {
- public:
-  FixedModelServer() : port_(testing::free_port()) {
-    process_ = std::make_unique<testing::ChildProcess>(
-        std::vector<std::string>{testing::env("CALM_LLAMA_SERVER"), "-m",
-                                 testing::test_model("tiny-chatml.gguf"), "--alias", "tiny-chatml",
-                                 "--host", "127.0.0.1", "--port", std::to_string(port_), "-c",
-                                 "256", "-np", "1", "-t", "1", "--no-webui", "--metrics"},
-        testing::temp_path("fixed.log"));
-    healthy_ = testing::wait_healthy(port_, "/health", std::chrono::seconds(60));
-  }
-  bool healthy() const { return healthy_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-
- private:
-  int port_;
-  std::unique_ptr<testing::ChildProcess> process_;
-  bool healthy_ = false;
-};
+using testing::FixedModelServer;
+using testing::RouterNodeProcess;
 
 // Both tiny models' weights are 0.75 MiB: a 1 MiB budget holds one of them.
 std::string fleet(const std::vector<const RouterNodeProcess*>& nodes) {

@@ -234,11 +234,12 @@ inline int free_port() {
   return port;
 }
 
-// Waits until GET url+path answers 200.
-inline bool wait_healthy(int port, const std::string& path, std::chrono::seconds timeout) {
+// Waits until GET host:port+path answers 200.
+inline bool wait_healthy(int port, const std::string& path, std::chrono::seconds timeout,
+                         const std::string& host = "127.0.0.1") {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
-    httplib::Client c("127.0.0.1", port);
+    httplib::Client c(host, port);
     c.set_connection_timeout(1, 0);
     if (auto res = c.Get(path.c_str()); res && res->status == 200) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
