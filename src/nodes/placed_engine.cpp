@@ -1,6 +1,8 @@
 // PlacedEngine: see placed_engine.h.
 #include "nodes/placed_engine.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <utility>
 #include <variant>
@@ -55,12 +57,12 @@ void PlacedEngine::load() {
     }
     remotes[*index] = std::move(remote);
   }
+  // Nodes come and go (they may start after calm): one that is down now is
+  // left out by placement until its health check passes, and its engine is
+  // started on its first request (ready_on).
   if (up == 0) {
-    for (auto& remote : remotes) {
-      if (remote) remote->unload();
-    }
-    throw EngineError(Kind::kUnavailable,
-                      "model '" + config_.id + "': none of its nodes is up: " + why);
+    spdlog::warn("model '{}': none of its nodes is up yet; requests wait for one: {}", config_.id,
+                 why);
   }
   remotes_ = std::move(remotes);
   {
@@ -202,6 +204,10 @@ std::optional<EngineError> PlacedEngine::try_once(Call& call, Clock::time_point 
     return end(EngineError(Kind::kInternal, "model '" + config_.id + "' was placed on node '" +
                                                 placed->node_id() + "' it is not on"));
   }
+  if (auto failure = ready_on(*remote)) {
+    fleet_.report_failure(placed->node(), failure->what());
+    return failure;
+  }
   std::shared_ptr<GenerationStream> on_node;
   try {
     on_node = remote->submit(call.request);
@@ -251,6 +257,17 @@ std::optional<EngineError> PlacedEngine::relay(Call& call,
       return std::nullopt;
     }
   }
+}
+
+std::optional<EngineError> PlacedEngine::ready_on(RemoteEngine& remote) {
+  if (remote.loaded()) return std::nullopt;
+  std::lock_guard lock(start_mutex_);
+  try {
+    remote.load();  // another worker may have started it meanwhile: then a health check only
+  } catch (const EngineError& error) {
+    return error;
+  }
+  return std::nullopt;
 }
 
 EngineHealth PlacedEngine::health() {

@@ -51,7 +51,8 @@ class PlacedEngine : public Engine {
   ~PlacedEngine() override;
 
   // Makes one RemoteEngine per node of the model and starts the workers.
-  // Throws EngineError(kUnavailable) when none of the model's nodes is up.
+  // A node that is down now is not an error (it may start after calm): its
+  // engine starts on its first request there.
   void load() override;
   // Fails queued requests, cancels running ones, joins the workers.
   void unload() override;
@@ -79,12 +80,16 @@ class PlacedEngine : public Engine {
   // Forwards the node's events to the client's stream until the final one;
   // a backend failure before any text is returned instead.
   std::optional<EngineError> relay(Call& call, const std::shared_ptr<GenerationStream>& on_node);
+  // Starts the node's engine if it is not running (its node was down when
+  // load() ran); the failure when it cannot.
+  std::optional<EngineError> ready_on(RemoteEngine& remote);
 
   NodeFleet& fleet_;
   const ModelConfig config_;
   // By placement node index; null for a node that does not serve the model.
   // Set by load() before the workers start, cleared by unload() after they end.
   std::vector<std::unique_ptr<RemoteEngine>> remotes_;
+  std::mutex start_mutex_;  // one ready_on start at a time; taken with no other lock held
 
   mutable std::mutex mutex_;
   std::condition_variable work_ready_;

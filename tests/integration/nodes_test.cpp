@@ -272,6 +272,21 @@ TEST(Nodes, AModelAnOpenAiNodeDoesNotListIsAClearErrorAndTheNodeServesOn) {
   EXPECT_EQ(chat(calm, "chat"), 200);
 }
 
+TEST(Nodes, AModelWhoseNodeStartsAfterCalmIsServedOnceTheNodeIsUp) {
+  const int port = testing::free_port();
+  CalmServer calm("nodes:\n  - id: n1\n    url: http://127.0.0.1:" + std::to_string(port) +
+                  "\n    budget: 1MiB\nmodels:\n  - id: chat\n    nodes: [n1]\n"
+                  "    upstream_model: tiny-chatml\n    bytes: 800KB\n    read_timeout_s: 60\n");
+  RouterNodeProcess n1(testing::NodePlace{{}, "127.0.0.1", port});  // as a pod that starts late
+  ASSERT_TRUE(n1.healthy());
+  ASSERT_TRUE(testing::wait_state(calm, [](const json& s) {
+    return s["placement"]["nodes"]["n1"]["healthy"] == true;
+  })) << calm.log();
+  EXPECT_EQ(chat(calm, "chat"), 200) << calm.log();
+  EXPECT_EQ(n1.loaded(), std::set<std::string>{"tiny-chatml"});
+  EXPECT_EQ(json::parse(calm.client().Get("/health")->body)["status"], "ok");
+}
+
 TEST(Nodes, AReloadThatChangesTheNodesIsRefusedAndServingGoesOn) {
   RouterNodeProcess n1;
   ASSERT_TRUE(n1.healthy());
