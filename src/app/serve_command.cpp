@@ -198,6 +198,7 @@ Command add_serve_command(CLI::App& app) {
       }
     }
     MapeLoop loop(loop_config, semantic, knowledge, &scheduler, resident.get());
+    if (nodes) loop.set_placement(&nodes->placement());  // plans each model's replicas
     // A model whose backend keeps failing is taken out for a cooldown, then
     // health-checked: a remote is asked its /health, a local model (whose
     // failures are loads) gets a trial request.

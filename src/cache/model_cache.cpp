@@ -287,14 +287,8 @@ std::vector<std::string> ModelCache::unload_idle(std::chrono::milliseconds idle)
     }
   }
   for (const auto& id : candidates) {
-    const auto it = models_.find(id);  // the lock was released by earlier unloads
-    if (it == models_.end() || it->second.state != State::kResident || it->second.in_flight > 0) {
-      continue;
-    }
-    evict_now_locked(lock, id);
-    it->second.stats.evictions--;  // counted apart
-    it->second.stats.idle_unloads++;
-    unloaded.push_back(id);
+    // The lock was released by earlier unloads: checked again.
+    if (idle_unload_locked(lock, id)) unloaded.push_back(id);
   }
   ++change_count_;
   lock.unlock();
@@ -303,6 +297,28 @@ std::vector<std::string> ModelCache::unload_idle(std::chrono::milliseconds idle)
     notify_change();
   }
   return unloaded;
+}
+
+bool ModelCache::unload_if_idle(const std::string& id) {
+  std::unique_lock lock(mutex_);
+  const auto it = models_.find(id);
+  if (it == models_.end() || it->second.spec.pinned || !idle_unload_locked(lock, id)) return false;
+  ++change_count_;
+  lock.unlock();
+  changed_.notify_all();
+  notify_change();
+  return true;
+}
+
+bool ModelCache::idle_unload_locked(std::unique_lock<std::mutex>& lock, const std::string& id) {
+  const auto it = models_.find(id);
+  if (it == models_.end() || it->second.state != State::kResident || it->second.in_flight > 0) {
+    return false;
+  }
+  evict_now_locked(lock, id);
+  it->second.stats.evictions--;  // counted apart
+  it->second.stats.idle_unloads++;
+  return true;
 }
 
 void ModelCache::evict_now_locked(std::unique_lock<std::mutex>& lock, const std::string& id) {

@@ -159,6 +159,10 @@ class ModelCache {
   // Unloads resident, unpinned models with no request in flight that have not
   // been used for `idle`. Returns their ids. Thread-safe; blocks on unloads.
   std::vector<std::string> unload_idle(std::chrono::milliseconds idle);
+  // Unloads this one model if it is resident, unpinned and has no request in
+  // flight (counted as an idle unload); false otherwise. Thread-safe; blocks
+  // on the unload.
+  bool unload_if_idle(const std::string& id);
   // Whether try_acquire(id) would not return nullopt now, without reserving
   // anything: true also for a model that can never fit (try_acquire throws
   // its error at once, so a scheduler does not keep its requests queued).
@@ -244,6 +248,9 @@ class ModelCache {
   uint64_t held_locked() const;  // what is really in memory now
   std::vector<ResidentModel> residents_locked() const;
   void evict_now_locked(std::unique_lock<std::mutex>& lock, const std::string& id);
+  // Unloads `id` now if it is resident with no request in flight, counted as
+  // an idle unload; the lock is released during the unload.
+  bool idle_unload_locked(std::unique_lock<std::mutex>& lock, const std::string& id);
   void notify_change();
   static const char* state_name(State state);
 

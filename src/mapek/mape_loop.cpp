@@ -268,6 +268,8 @@ std::vector<nlohmann::json> MapeLoop::tick() {
     }
   }
 
+  if (placement_ && config_.enabled) plan_replicas(analysis, made);
+
   if (semantic) {
     const PolicySettings current = semantic->policy();
     if (const auto plan = planner_->plan(analysis, current)) {
@@ -280,6 +282,32 @@ std::vector<nlohmann::json> MapeLoop::tick() {
     }
   }
   return made;
+}
+
+void MapeLoop::plan_replicas(const Analysis& analysis, std::vector<nlohmann::json>& made) {
+  std::map<std::string, size_t> demand;
+  if (scheduler_) {
+    for (const auto& m : scheduler_->stats().models) demand[m.id] = m.running + m.queued;
+  }
+  std::vector<ReplicaView> views;
+  for (const Placement::Spread& s : placement_->spread()) {
+    views.push_back({s.model, s.replicas, s.held, s.nodes, demand[s.model]});
+  }
+  for (const ReplicaPlan& plan : planner_->plan_replicas(analysis, views)) {
+    const uint32_t before = placement_->replicas(plan.model);
+    placement_->set_replicas(plan.model, plan.replicas);
+    std::string reason = plan.reason;
+    nlohmann::json figures = {{"model", plan.model}, {"demand", demand[plan.model]}};
+    if (plan.replicas < before) {
+      const auto node = placement_->shed_replica(plan.model);  // blocks on the node's unload
+      reason += node ? " (unloaded from node '" + *node + "')" : " (no node could give it up yet)";
+      figures["shed_from"] = node ? nlohmann::json(*node) : nlohmann::json(nullptr);
+    }
+    log_adaptation("replicas", reason, figures, {{"replicas", before}},
+                   {{"replicas", plan.replicas}});
+    std::lock_guard lock(mutex_);
+    made.push_back(recent_.front());
+  }
 }
 
 std::vector<nlohmann::json> MapeLoop::adaptations(size_t limit) const {

@@ -5,13 +5,16 @@
 //   loop thread, every period:
 //      Analyze  (analyzer.h)  windows vs goals, latency shifts per model
 //      Plan     (planner.h)   one bounded step on the routing weights, on
-//                             the scheduler's swap-aware max_wait, and on
-//                             the cache's prefetch
+//                             the scheduler's swap-aware max_wait, on the
+//                             cache's prefetch, and on the replicas of the
+//                             models served by nodes
 //      Execute                SemanticRouter::set_policy,
-//                             Scheduler::set_max_wait and
-//                             ResidentSet::set_prefetch (atomic); a shifted
-//                             model's QoS window keeps only its newest
-//                             observations
+//                             Scheduler::set_max_wait,
+//                             ResidentSet::set_prefetch (atomic) and
+//                             Placement::set_replicas (atomic; one fewer
+//                             also sheds one, Placement::shed_replica); a
+//                             shifted model's QoS window keeps only its
+//                             newest observations
 //      Knowledge              every plan and shift is logged as an adaptation
 //                             with its reason and figures (SQLite, and the
 //                             last 1000 in memory for /v1/calm/adaptations)
@@ -41,6 +44,7 @@
 #include "mapek/analyzer.h"
 #include "mapek/planner.h"
 #include "mapek/request_metrics.h"
+#include "placement/placement.h"
 #include "router/semantic_router.h"
 #include "scheduler/scheduler.h"
 
@@ -57,6 +61,10 @@ class MapeLoop {
   ~MapeLoop();
 
   // Starts the loop's thread (if enabled). Call once.
+  // With nodes: the placement whose replicas the loop plans (it must
+  // outlive the loop's thread). Call before start().
+  void set_placement(Placement* placement) { placement_ = placement; }
+
   void start();
   void stop();
 
@@ -88,6 +96,8 @@ class MapeLoop {
  private:
   void restore_windows();
   void run();
+  // The placement's lever (Planner::plan_replicas); appends what it made.
+  void plan_replicas(const Analysis& analysis, std::vector<nlohmann::json>& made);
 
   const LoopConfig config_;
   std::shared_ptr<SemanticRouterSlot> router_;
@@ -96,6 +106,7 @@ class MapeLoop {
   std::chrono::milliseconds configured_max_wait_{0};
   ResidentSet* resident_;
   bool configured_prefetch_ = false;
+  Placement* placement_ = nullptr;            // set before start(); thread-safe itself
   uint64_t seen_hits_ = 0, seen_misses_ = 0;  // the loop thread's; cache totals at the last tick
   Analyzer analyzer_;
   std::unique_ptr<Planner> planner_;  // the loop thread's

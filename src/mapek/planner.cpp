@@ -143,4 +143,30 @@ std::optional<bool> Planner::plan_prefetch(const Analysis& a, bool current, bool
   return next;
 }
 
+std::vector<ReplicaPlan> Planner::plan_replicas(const Analysis& a,
+                                                const std::vector<ReplicaView>& views) {
+  std::vector<ReplicaPlan> plans;
+  const GoalCheck* latency = a.enough_data ? find(a, "latency_p95_ms") : nullptr;
+  for (const ReplicaView& v : views) {
+    const size_t before = last_demand_.count(v.model) ? last_demand_[v.model] : 0;
+    last_demand_[v.model] = v.demand;
+    int& idle = idle_streak_[v.model];
+    idle = v.demand == 0 ? idle + 1 : 0;
+    if (latency && !latency->met && v.demand > v.held && v.demand >= before &&
+        v.held >= v.replicas && v.replicas < v.nodes) {
+      plans.push_back({v.model, v.replicas + 1,
+                       "latency goal missed (p95 " + std::to_string(int(latency->value)) +
+                           " ms > " + std::to_string(int(latency->target)) + " ms) and '" +
+                           v.model + "' has " + std::to_string(v.demand) + " requests on " +
+                           std::to_string(v.held) + " node(s): one more replica"});
+    } else if (v.replicas > 1 && idle >= kIdleTicks) {
+      plans.push_back({v.model, v.replicas - 1,
+                       "'" + v.model + "' has had no request for " + std::to_string(idle) +
+                           " analyses: one replica fewer"});
+      idle = 0;
+    }
+  }
+  return plans;
+}
+
 }  // namespace calm

@@ -27,13 +27,22 @@
 // recent requests waited for a load; off while the energy goal is missed;
 // back to the configured setting once every goal is comfortably met.
 //
+// The placement's lever, plan_replicas(): how many nodes each model served by
+// nodes is spread over (placement/placement.h). One more while the latency
+// goal is missed, the model has more requests (running + queued) than nodes
+// holding it, that demand is not falling, every planned replica is already
+// held, and a healthy node is left; one fewer once the model has had no
+// request at all for `kIdleTicks` analyses in a row (never below 1).
+//
 // Not thread-safe: the loop's thread owns it.
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "mapek/analyzer.h"
 #include "router/scoring.h"
@@ -46,8 +55,25 @@ struct Plan {
   nlohmann::json figures;  // what triggered it
 };
 
+// One model on nodes, as plan_replicas() reads it.
+struct ReplicaView {
+  std::string model;
+  uint32_t replicas = 1;  // planned now
+  uint32_t held = 0;      // healthy nodes that hold it
+  uint32_t nodes = 0;     // healthy nodes that could
+  size_t demand = 0;      // its requests now: running + queued
+};
+
+struct ReplicaPlan {
+  std::string model;
+  uint32_t replicas = 1;  // the new count
+  std::string reason;
+};
+
 class Planner {
  public:
+  static constexpr int kIdleTicks = 3;
+
   Planner(PolicySettings base, Goals goals) : base_(base), goals_(std::move(goals)) {}
 
   // Not const: it counts the analyses in a row with every goal comfortably met.
@@ -61,6 +87,12 @@ class Planner {
 
   // The scheduler's max_wait for the next period, if it should change.
   // `configured` is the fleet file's. Const: reads only the analysis.
+  // Replica counts for the next period, for the models whose count should
+  // change (see the top). Not const: it remembers each model's demand and
+  // idle streak.
+  std::vector<ReplicaPlan> plan_replicas(const Analysis& analysis,
+                                         const std::vector<ReplicaView>& views);
+
   std::optional<std::chrono::milliseconds> plan_max_wait(
       const Analysis& analysis, std::chrono::milliseconds current,
       std::chrono::milliseconds configured) const;
@@ -72,6 +104,8 @@ class Planner {
   const PolicySettings base_;
   const Goals goals_;
   int comfortable_streak_ = 0;
+  std::map<std::string, size_t> last_demand_;  // per model, at the previous plan_replicas
+  std::map<std::string, int> idle_streak_;     // per model: analyses in a row with no request
 };
 
 }  // namespace calm

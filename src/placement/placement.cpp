@@ -191,57 +191,119 @@ std::optional<Placement::Placed> Placement::try_place(const std::string& model) 
   thread_local std::vector<Candidate> holders, others;
   holders.clear();
   others.clear();
+  uint32_t held = 0;  // healthy nodes that hold it, with room or not
   for (const uint32_t n : entry.nodes) {
     const Node& node = *nodes_[n];
-    if (!node.healthy.load(std::memory_order_relaxed) || !node.has_room()) continue;
-    if (node.cache->resident_or_loading(model)) {
+    if (!node.healthy.load(std::memory_order_relaxed)) continue;
+    const bool holds = node.cache->resident_or_loading(model);
+    held += holds ? 1 : 0;
+    if (!node.has_room()) continue;
+    if (holds) {
       holders.push_back({node.queued(), n});
     } else {
       others.push_back({0, n});
     }
   }
-
-  // (a) a node that holds it, least queued first.
   std::sort(holders.begin(), holders.end(), [](const Candidate& a, const Candidate& b) {
     return a.key != b.key ? a.key < b.key : a.node < b.node;
   });
+  // (b) a load, on the node with the most free bytes that can make room.
+  const auto by_load = [&]() -> std::optional<Placed> {
+    for (Candidate& c : others) {
+      const Node& node = *nodes_[c.node];
+      c.key = node.budget_bytes == 0
+                  ? std::numeric_limits<uint64_t>::max()
+                  : node.budget_bytes - std::min(node.budget_bytes, node.cache->used_bytes());
+    }
+    std::sort(others.begin(), others.end(), [](const Candidate& a, const Candidate& b) {
+      return a.key != b.key ? a.key > b.key : a.node < b.node;
+    });
+    bool saw_never_fits = false;
+    for (const Candidate& c : others) {
+      try {
+        if (auto placed = place_on(c.node, model, false)) {
+          placed_by_load_.fetch_add(1, std::memory_order_relaxed);
+          return placed;
+        }
+      } catch (const CacheError& e) {
+        if (e.kind() != CacheError::Kind::kNeverFits) throw;
+        saw_never_fits = true;  // pinned models there leave it no room: try the next node
+      }
+    }
+
+    // (c) nothing now; unless it can never fit anywhere, which waiting won't mend.
+    if (saw_never_fits) {
+      if (auto why = never_fits_anywhere(model, entry)) {
+        throw PlacementError(*why, PlacementError::Reason::kNeverFits);
+      }
+    }
+    return std::nullopt;
+  };
+  // Fewer replicas than planned and every holder busy: a load elsewhere
+  // first, so that the model spreads; the holders only if no load can start.
+  const bool spread = held < entry.replicas.load(std::memory_order_relaxed) && !others.empty() &&
+                      (holders.empty() || holders.front().key > 0);
+  if (spread) {
+    if (auto placed = by_load()) return placed;
+  }
+  // (a) a node that holds it, least queued first.
   for (const Candidate& c : holders) {
     if (auto placed = place_on(c.node, model, true)) {
       placed_on_holder_.fetch_add(1, std::memory_order_relaxed);
       return placed;
     }
   }
-
-  // (b) a load, on the node with the most free bytes that can make room.
-  for (Candidate& c : others) {
-    const Node& node = *nodes_[c.node];
-    c.key = node.budget_bytes == 0
-                ? std::numeric_limits<uint64_t>::max()
-                : node.budget_bytes - std::min(node.budget_bytes, node.cache->used_bytes());
-  }
-  std::sort(others.begin(), others.end(), [](const Candidate& a, const Candidate& b) {
-    return a.key != b.key ? a.key > b.key : a.node < b.node;
-  });
-  bool saw_never_fits = false;
-  for (const Candidate& c : others) {
-    try {
-      if (auto placed = place_on(c.node, model, false)) {
-        placed_by_load_.fetch_add(1, std::memory_order_relaxed);
-        return placed;
-      }
-    } catch (const CacheError& e) {
-      if (e.kind() != CacheError::Kind::kNeverFits) throw;
-      saw_never_fits = true;  // pinned models there leave it no room: try the next node
-    }
-  }
-
-  // (c) nothing now; unless it can never fit anywhere, which waiting won't mend.
-  if (saw_never_fits) {
-    if (auto why = never_fits_anywhere(model, entry)) {
-      throw PlacementError(*why, PlacementError::Reason::kNeverFits);
-    }
+  if (!spread) {
+    if (auto placed = by_load()) return placed;
   }
   refused_.fetch_add(1, std::memory_order_relaxed);
+  return std::nullopt;
+}
+
+void Placement::set_replicas(const std::string& model, uint32_t replicas) {
+  models_.at(model).replicas.store(std::max<uint32_t>(1, replicas), std::memory_order_relaxed);
+}
+
+uint32_t Placement::replicas(const std::string& model) const {
+  return models_.at(model).replicas.load(std::memory_order_relaxed);
+}
+
+std::vector<Placement::Spread> Placement::spread() const {
+  std::vector<Spread> out;
+  out.reserve(models_.size());
+  for (const auto& [id, entry] : models_) {
+    Spread s;
+    s.model = id;
+    s.replicas = entry.replicas.load(std::memory_order_relaxed);
+    for (const uint32_t n : entry.nodes) {
+      const Node& node = *nodes_[n];
+      if (!node.healthy.load(std::memory_order_relaxed)) continue;
+      ++s.nodes;
+      s.held += node.cache->resident_or_loading(id) ? 1 : 0;
+    }
+    out.push_back(std::move(s));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Spread& a, const Spread& b) { return a.model < b.model; });
+  return out;
+}
+
+std::optional<std::string> Placement::shed_replica(const std::string& model) {
+  const ModelEntry& entry = models_.at(model);
+  // The busiest node that holds it idle gives it up: that frees room where
+  // it is needed most.
+  std::vector<Candidate> idle;
+  for (const uint32_t n : entry.nodes) {
+    const Node& node = *nodes_[n];
+    if (node.cache->resident_or_loading(model)) idle.push_back({node.queued(), n});
+  }
+  if (idle.size() < 2) return std::nullopt;  // the last one stays
+  std::sort(idle.begin(), idle.end(), [](const Candidate& a, const Candidate& b) {
+    return a.key != b.key ? a.key > b.key : a.node > b.node;
+  });
+  for (const Candidate& c : idle) {
+    if (nodes_[c.node]->cache->unload_if_idle(model)) return nodes_[c.node]->id;
+  }
   return std::nullopt;
 }
 

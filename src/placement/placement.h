@@ -26,7 +26,11 @@
 //       free bytes first, each asked ModelCache::try_acquire until one
 //       reserves a load (evicting by policy there if it must);
 //   (c) else nullopt: nothing can take it now.
-// Ties go to the node listed first. A node's queue is
+// Ties go to the node listed first. Replicas: each model has a planned
+// replica count (set_replicas; 1 by default; the MAPE-K loop moves it). While
+// fewer healthy nodes hold the model than planned and every holder has work
+// queued, (b) is tried before (a), so the next request starts a replica on
+// another node; shed_replica() gives one back. A node's queue is
 //   queued = max(calm's requests in flight on it, scraped running + waiting)
 // and has room when queued < max_queue (0: no limit). Calm's own count is
 // live but misses other clients; the scrape sees everyone but is stale and
@@ -155,6 +159,28 @@ class Placement {
   void set_healthy(size_t node, bool healthy);
   void set_queue(size_t node, uint32_t running, uint32_t waiting);
 
+  // The planned replica count of a model (at least 1; see the top). Throws
+  // std::out_of_range for a model no node lists. Thread-safe (an atomic).
+  void set_replicas(const std::string& model, uint32_t replicas);
+  uint32_t replicas(const std::string& model) const;
+
+  // Per model: its planned replicas, the healthy nodes that hold it
+  // (resident or loading) and the healthy nodes that could. By model id.
+  // O(node-model pairs). Thread-safe.
+  struct Spread {
+    std::string model;
+    uint32_t replicas = 1;
+    uint32_t held = 0;
+    uint32_t nodes = 0;
+  };
+  std::vector<Spread> spread() const;
+
+  // Unloads the model from one node that holds it with no request in flight
+  // there (the busiest such node), never from the last node that holds it.
+  // Returns that node's id, or nullopt when none could give it up now.
+  // Thread-safe; blocks on the unload.
+  std::optional<std::string> shed_replica(const std::string& model);
+
   // Called (with no lock held) whenever a placement that was refused may now
   // succeed: a lease dropped, a load settled, a node came back or got queue
   // room. Thread-safe. Set it to null before the callee is destroyed.
@@ -208,8 +234,9 @@ class Placement {
   };
   // The nodes that can serve a model, from the NodeSpecs.
   struct ModelEntry {
-    std::vector<uint32_t> nodes;  // whose budget its estimate fits, in node order
-    std::string never_fits;       // listed, but too big for every node: why
+    std::vector<uint32_t> nodes;        // whose budget its estimate fits, in node order
+    std::string never_fits;             // listed, but too big for every node: why
+    std::atomic<uint32_t> replicas{1};  // atomic: planned replicas (set_replicas)
   };
 
   std::optional<Placed> place_on(uint32_t index, const std::string& model, bool held);

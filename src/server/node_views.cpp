@@ -53,11 +53,16 @@ json placement_state_json(const NodeFleet& nodes) {
     if (!down[i].empty()) node["detail"] = down[i];
     per_node[n.id] = node;
   }
+  json per_model = json::object();
+  for (const Placement::Spread& m : nodes.placement().spread()) {
+    per_model[m.model] = {{"replicas", m.replicas}, {"held", m.held}, {"nodes", m.nodes}};
+  }
   return {{"eviction", stats.eviction},
           {"placed_on_holder", stats.placed_on_holder},
           {"placed_by_load", stats.placed_by_load},
           {"refused", stats.refused},
-          {"nodes", per_node}};
+          {"nodes", per_node},
+          {"models", per_model}};
 }
 
 namespace {
@@ -97,6 +102,15 @@ void add_node_gauges(MetricsRegistry& registry, const NodeFleet& nodes) {
                [](const Placement::NodeStats& n) { return static_cast<double>(n.queued); });
   add_per_node(registry, nodes, "calm_node_in_flight", "calm's requests placed on the node now.",
                [](const Placement::NodeStats& n) { return static_cast<double>(n.in_flight); });
+  registry.gauge_callback("calm_model_replicas",
+                          "Replicas planned for each model served by nodes (the MAPE-K loop's).",
+                          {"model"}, [&nodes] {
+                            MetricsRegistry::Samples rows;
+                            for (const auto& m : nodes.placement().spread()) {
+                              rows.push_back({{m.model}, static_cast<double>(m.replicas)});
+                            }
+                            return rows;
+                          });
   registry.gauge_callback("calm_node_resident_bytes",
                           "Bytes charged to each model resident or loading on each node.",
                           {"node", "model"}, [&nodes] {

@@ -13,7 +13,8 @@
 //                     calm_node_resident_bytes{node,model},
 //                     calm_node_queued_requests{node}, calm_node_in_flight{node},
 //                     calm_node_loads_total{node}, calm_node_evictions_total{node},
-//                     calm_placements_total{decision="holder"|"load"|"refused"}
+//                     calm_placements_total{decision="holder"|"load"|"refused"},
+//                     calm_model_replicas{model}
 //
 // Thread-safe: each call reads the fleet once (NodeFleet is thread-safe).
 #pragma once

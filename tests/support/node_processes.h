@@ -27,15 +27,19 @@ struct NodePlace {
   int port = 0;  // 0: a free loopback port
 };
 
-// A router-mode llama-server with both tiny models in its models directory.
+// A router-mode llama-server with both tiny models in its models directory,
+// and links to the test models named in `extra` (such as node-ascii.gguf).
 class RouterNodeProcess {
  public:
-  explicit RouterNodeProcess(NodePlace place = {})
+  explicit RouterNodeProcess(NodePlace place = {}, const std::vector<std::string>& extra = {})
       : dir_(temp_path("models")), place_(std::move(place)) {
     if (place_.port == 0) place_.port = free_port();
     std::filesystem::create_directories(dir_);
     std::filesystem::copy_file(test_model("tiny-chatml.gguf"), dir_ / "tiny-chatml.gguf");
     std::filesystem::copy_file(test_model("tiny-plain.gguf"), dir_ / "tiny-plain.gguf");
+    for (const std::string& name : extra) {
+      std::filesystem::create_symlink(test_model(name), dir_ / name);
+    }
     start();
   }
 

@@ -214,5 +214,40 @@ TEST(Planner, NoPlanWithoutEnoughData) {
   EXPECT_FALSE(planner.plan(a, configured()).has_value());
 }
 
+TEST(Planner, AReplicaIsAddedWhileLatencyIsMissedAndDemandOutgrowsTheHolders) {
+  Planner planner(configured(), latency_goal(100));
+  Analysis slow;
+  slow.enough_data = true;
+  slow.goals = {{"latency_p95_ms", 100, 300, false, false}};
+  const auto plans = planner.plan_replicas(slow, {{"m", 1, 1, 3, 4}, {"calm", 1, 1, 3, 1}});
+  ASSERT_EQ(plans.size(), 1u) << "one request on one node is no reason";
+  EXPECT_EQ(plans[0].model, "m");
+  EXPECT_EQ(plans[0].replicas, 2u);
+  EXPECT_NE(plans[0].reason.find("latency goal missed"), std::string::npos) << plans[0].reason;
+  EXPECT_TRUE(planner.plan_replicas(slow, {{"m", 2, 1, 3, 5}}).empty())
+      << "the planned replica is not held yet";
+  EXPECT_TRUE(planner.plan_replicas(slow, {{"m", 2, 2, 3, 3}}).empty()) << "demand is falling";
+  EXPECT_TRUE(planner.plan_replicas(slow, {{"m", 3, 3, 3, 9}}).empty()) << "no node is left";
+  Analysis met = slow;
+  met.goals[0] = {"latency_p95_ms", 100, 40, true, true};
+  EXPECT_TRUE(planner.plan_replicas(met, {{"m", 3, 3, 4, 9}}).empty()) << "the goal is met";
+}
+
+TEST(Planner, AReplicaIsRemovedOnlyAfterTheModelWasIdleForSeveralAnalyses) {
+  Planner planner(configured(), latency_goal(100));
+  const Analysis any;
+  for (int i = 1; i < Planner::kIdleTicks; ++i) {
+    EXPECT_TRUE(planner.plan_replicas(any, {{"m", 2, 2, 3, 0}}).empty()) << i;
+  }
+  const auto plans = planner.plan_replicas(any, {{"m", 2, 2, 3, 0}});
+  ASSERT_EQ(plans.size(), 1u);
+  EXPECT_EQ(plans[0].replicas, 1u);
+  EXPECT_TRUE(planner.plan_replicas(any, {{"m", 1, 1, 3, 0}}).empty()) << "never below one";
+  for (int i = 0; i < Planner::kIdleTicks + 1; ++i) {
+    EXPECT_TRUE(planner.plan_replicas(any, {{"n", 2, 2, 3, static_cast<size_t>(i % 2)}}).empty())
+        << "a request between the analyses starts the count again";
+  }
+}
+
 }  // namespace
 }  // namespace calm

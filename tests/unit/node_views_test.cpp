@@ -56,6 +56,8 @@ TEST(NodeViews, StateShowsEachNodesBudgetQueueAndHealthButNeverItsKey) {
   EXPECT_EQ(state["nodes"]["box-b"]["detail"], "connection refused");
   EXPECT_EQ(state["nodes"]["box-b"]["api_key"], false);
   EXPECT_EQ(state.dump().find("sk-secret-node"), std::string::npos) << state.dump();
+  EXPECT_EQ(state["models"]["m"], (json{{"replicas", 1}, {"held", 0}, {"nodes", 1}}))
+      << "box-b is down";
 }
 
 TEST(NodeViews, MetricsHaveOneRowPerNodeWithItsUpBudgetAndQueue) {

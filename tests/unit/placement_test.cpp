@@ -368,6 +368,56 @@ TEST(Placement, StatsShowEachNodesFigures) {
   EXPECT_TRUE(s.nodes[1].resident.empty());
 }
 
+TEST(Placement, WithOneReplicaPlannedABusyHolderIsJoinedNotCopied) {
+  FakeNodes fake;
+  auto p = make(fake, {node("a", 100, 0, {{"m", 10}}), node("b", 100, 0, {{"m", 10}})});
+  auto first = place(p, "m");
+  auto second = place(p, "m");  // the holder is busy, but one replica is planned
+  EXPECT_EQ(first.node_id(), second.node_id());
+  EXPECT_EQ(fake.loads.size(), 1u);
+}
+
+TEST(Placement, APlannedReplicaStartsOnAnotherNodeOnlyWhileEveryHolderIsBusy) {
+  FakeNodes fake;
+  auto p = make(fake, {node("a", 100, 0, {{"m", 10}}), node("b", 100, 0, {{"m", 10}}),
+                       node("c", 100, 0, {{"m", 10}})});
+  p.set_replicas("m", 2);
+  EXPECT_EQ(p.replicas("m"), 2u);
+  {
+    auto only = place(p, "m");  // nobody holds it: one load
+    auto idle_holder = place(p, "m");
+    EXPECT_NE(only.node_id(), idle_holder.node_id()) << "the holder was busy: a replica";
+    EXPECT_EQ(fake.loads.size(), 2u);
+    auto third = place(p, "m");  // two replicas held: the least busy holder
+    EXPECT_EQ(fake.loads.size(), 2u) << "never a third replica";
+  }
+  auto again = place(p, "m");  // every holder idle: joined, no load
+  EXPECT_EQ(fake.loads.size(), 2u);
+  const auto spread = p.spread();
+  ASSERT_EQ(spread.size(), 1u);
+  EXPECT_EQ(spread[0].held, 2u);
+  EXPECT_EQ(spread[0].nodes, 3u);
+  EXPECT_EQ(spread[0].replicas, 2u);
+}
+
+TEST(Placement, ShedReplicaUnloadsAnIdleHolderButNeverTheLastOne) {
+  FakeNodes fake;
+  auto p = make(fake, {node("a", 100, 0, {{"m", 10}}), node("b", 100, 0, {{"m", 10}})});
+  load_on(p, "m", "a");
+  load_on(p, "m", "b");
+  {
+    auto busy_a = place(p, "m");
+    auto busy_b = place(p, "m");
+    EXPECT_FALSE(p.shed_replica("m")) << "both have a request in flight";
+  }
+  const auto shed = p.shed_replica("m");
+  ASSERT_TRUE(shed);
+  EXPECT_EQ(fake.unloads, std::vector<std::string>{*shed + "/m"});
+  EXPECT_FALSE(p.shed_replica("m")) << "the last holder keeps it";
+  EXPECT_EQ(p.spread()[0].held, 1u);
+  EXPECT_EQ(p.replicas("m"), 1u) << "shedding does not change the plan";
+}
+
 TEST(Placement, ABadFleetIsRejectedWhenBuilt) {
   FakeNodes fake;
   EXPECT_THROW(make(fake, {node("a", 10, 0, {})}, "nope"), CacheError);
