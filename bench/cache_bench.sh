@@ -12,6 +12,7 @@
 # --ascii-output (llama-server rejects its own invalid-UTF-8 output).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 
 requests=240; rate=3; budget_mib=400; max_wait_ms=3000; concurrency=8; max_tokens=16
 max_active_models=1  # 2 cores, 2 threads a model: one model decodes at a time
@@ -35,17 +36,8 @@ rm -rf "$work"; mkdir -p "$work"
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null' EXIT
 
 # Six models in three sizes: 176, 84 and 32 MB files.
-models=build/bench-models/cache
-mkdir -p "$models"
-make_model() {  # id dim layers seed
-  [ -f "$models/$1.gguf" ] || build/make-tiny-gguf --out "$models/$1.gguf" --dim "$2" \
-    --layers "$3" --vocab 8192 --type f16 --seed "$4" --name "$1" --chat-template none \
-    --ascii-output >/dev/null
-}
-make_model big1 768 8 11; make_model big2 768 8 12
-make_model mid1 512 8 13; make_model mid2 512 8 14
-make_model small1 384 4 15; make_model small2 384 4 16
-ids=big1,big2,mid1,mid2,small1,small2
+make_cache_models  # bench/common.sh
+ids=${ids// /,}
 
 # One bursty trace (a two-state Markov-modulated Poisson process): popular
 # models and a long tail, no locality, so that a cache by count thrashes.
@@ -62,11 +54,6 @@ for r in rows:
 open(path, "w").write("".join(json.dumps(r) + "\n" for r in rows))
 PY
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_health() {
-  for _ in $(seq 600); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 0.1; done
-  echo "server on port $1 did not come up" >&2; return 1
-}
 
 run_calm() {  # eviction queue
   local port; port=$(free_port)

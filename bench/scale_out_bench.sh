@@ -21,6 +21,7 @@
 # Usage: bench/scale_out_bench.sh [--requests N] [--rate R]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 
 requests=240; rate=3; concurrency=8; max_tokens=16
 while [ $# -gt 0 ]; do
@@ -42,17 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-models=build/bench-models/cache  # the same six models as bench/cache_bench.sh
-mkdir -p "$models"
-make_model() {  # id dim layers seed
-  [ -f "$models/$1.gguf" ] || build/make-tiny-gguf --out "$models/$1.gguf" --dim "$2" \
-    --layers "$3" --vocab 8192 --type f16 --seed "$4" --name "$1" --chat-template none \
-    --ascii-output >/dev/null
-}
-make_model big1 768 8 11; make_model big2 768 8 12
-make_model mid1 512 8 13; make_model mid2 512 8 14
-make_model small1 384 4 15; make_model small2 384 4 16
-ids="big1 big2 mid1 mid2 small1 small2"
+make_cache_models  # the same six models as bench/cache_bench.sh (bench/common.sh)
 largest=$(stat -c %s "$models/big1.gguf")
 budget=$((2 * largest))
 mkdir -p "$work/models"
@@ -63,11 +54,6 @@ build/calm bench workload --out "$work/trace.jsonl" --requests "$requests" --rat
   --mix 0.25,0.1,0.25,0.1,0.2,0.1 --locality 0 --max-tokens "$max_tokens" --seed 7 >&2
 duration=$(python3 -c "import json; print(max(json.loads(l)['t'] for l in open('$work/trace.jsonl')))")
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_health() {
-  for _ in $(seq 600); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 0.1; done
-  echo "server on port $1 did not come up" >&2; return 1
-}
 
 # start_node NAME PORT MODELS_MAX: a router-mode node in a process group of
 # its own (so that killing it kills its model processes too).
