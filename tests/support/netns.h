@@ -26,6 +26,8 @@ namespace calm::testing {
 
 class NetNamespace {
  public:
+  static constexpr int kProbeIndex = 63;  // the last /30 of this process's range; tests use 0..62
+
   // Throws std::runtime_error naming the command that failed.
   explicit NetNamespace(int index)
       : name_("calm-" + std::to_string(::getpid()) + "-" + std::to_string(index)),
@@ -55,14 +57,17 @@ class NetNamespace {
   NetNamespace(const NetNamespace&) = delete;
   NetNamespace& operator=(const NetNamespace&) = delete;
 
-  // Why namespaces cannot be made here, or nullopt when they can.
+  // Why namespaces cannot be made here, or nullopt when they can: one is
+  // made, with its pair, and a command run inside it, then removed.
   static std::optional<std::string> unavailable() {
     if (ip().empty()) return "no `ip` command (iproute2)";
-    const std::string probe = "calm-probe-" + std::to_string(::getpid());
-    if (std::system((ip() + " netns add " + probe + " >/dev/null 2>&1").c_str()) != 0) {
-      return "`ip netns add` failed: network namespaces need root (CAP_SYS_ADMIN)";
+    try {
+      NetNamespace probe(kProbeIndex);
+      run({"netns", "exec", probe.name_, ip(), "link", "show", "lo"});
+    } catch (const std::exception& e) {
+      return std::string(e.what()) +
+             " (network namespaces need root: CAP_SYS_ADMIN, CAP_NET_ADMIN)";
     }
-    std::system((ip() + " netns del " + probe + " >/dev/null 2>&1").c_str());
     return std::nullopt;
   }
 
