@@ -139,9 +139,9 @@ std::optional<std::string> ModelCache::never_fits_locked(const std::string& id) 
   }
   if (m.bytes + pinned <= options_.budget_bytes) return std::nullopt;
   const std::string size = m.stats.loads > 0 ? "takes " : "needs about ";
-  return "model '" + id + "' can never fit cache.budget: it " + size + mib(m.bytes) +
-         (pinned > 0 ? " beside " + mib(pinned) + " held by pinned models" : "") +
-         ", and cache.budget is " + mib(options_.budget_bytes);
+  return "model '" + id + "' can never fit " + options_.budget_name + ": it " + size +
+         mib(m.bytes) + (pinned > 0 ? " beside " + mib(pinned) + " held by pinned models" : "") +
+         ", and " + options_.budget_name + " is " + mib(options_.budget_bytes);
 }
 
 std::optional<std::string> ModelCache::never_fits(const std::string& id) const {

@@ -79,6 +79,7 @@ class ModelCache {
     uint64_t budget_bytes = 0;  // 0: no limit
     size_t max_resident = 0;    // 0: no count limit
     std::string eviction = "lru";
+    std::string budget_name = "cache.budget";  // what error messages call the budget
   };
   struct ModelSpec {
     std::string id;

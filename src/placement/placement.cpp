@@ -136,7 +136,9 @@ Placement::Placement(std::vector<NodeSpec> nodes, std::string eviction, NodeLoad
     node->servable = fitting.size();
     Node* raw = node.get();
     node->cache = std::make_unique<ModelCache>(
-        ModelCache::Options{spec.budget_bytes, 0, eviction_}, std::move(fitting),
+        ModelCache::Options{spec.budget_bytes, 0, eviction_,
+                            "the budget of node '" + spec.id + "'"},
+        std::move(fitting),
         [this, raw](const std::string& model) { return loader_(raw->id, model); },
         [this, raw](const std::string& model) { unloader_(raw->id, model); });
     node->cache->set_on_change([this] { notify_change(); });

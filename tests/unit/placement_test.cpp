@@ -335,6 +335,8 @@ TEST(Placement, AModelCrowdedOutByPinnedModelsOnEveryNodeIsAClearError) {
     EXPECT_NE(what.find("'m'"), std::string::npos) << what;
     EXPECT_NE(what.find("node 'a'"), std::string::npos) << what;
     EXPECT_NE(what.find("node 'b'"), std::string::npos) << what;
+    EXPECT_NE(what.find("the budget of node 'a' is"), std::string::npos) << what;
+    EXPECT_EQ(what.find("cache.budget"), std::string::npos) << "a node's budget is not the cache's";
   }
 }
 
