@@ -27,14 +27,9 @@ std::vector<NodeConfig> parse_nodes(const YAML::Node& node, const std::string& s
     }
     if (!ids.insert(config.id).second) fields.fail("id", "duplicate node id '" + config.id + "'");
     config.kind = fields.string("kind", config.kind);
-    if (config.kind == "calm") {
-      fields.fail("kind",
-                  "kind 'calm' is not supported yet: put another calm behind a model's url:, "
-                  "or use kind openai (it is OpenAI-compatible)");
-    }
-    if (config.kind != "llama-server-router" && config.kind != "openai") {
-      fields.fail("kind",
-                  "unknown kind '" + config.kind + "': expected llama-server-router or openai");
+    if (config.kind != "llama-server-router" && config.kind != "openai" && config.kind != "calm") {
+      fields.fail("kind", "unknown kind '" + config.kind +
+                              "': expected llama-server-router, openai or calm");
     }
     config.url = fields.string("url", "", true);
     try {
@@ -43,7 +38,7 @@ std::vector<NodeConfig> parse_nodes(const YAML::Node& node, const std::string& s
       fields.fail("url", std::string(e.what()) + "; it must start with http:// or https://");
     }
     // A router-mode node needs a budget (calm decides what it loads there);
-    // an openai node's models are fixed, so its budget is optional.
+    // an openai or calm node's models are fixed, so its budget is optional.
     const YAML::Node budget = fields.get("budget");
     const bool needed = config.kind == "llama-server-router";
     if (budget.IsDefined() || needed) {

@@ -37,7 +37,7 @@ namespace calm {
 
 struct NodeConfig {
   std::string id;
-  std::string kind = "llama-server-router";  // or "openai" (nodes/node.h)
+  std::string kind = "llama-server-router";  // or "openai" or "calm" (nodes/node.h)
   std::string url;
   uint64_t budget_bytes =
       0;  // > 0; required for llama-server-router, 0 (no limit) allowed for openai

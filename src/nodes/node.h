@@ -10,6 +10,9 @@
 //               llama-server). calm cannot load or unload there: a "load"
 //               checks that the node lists the model, and its models are
 //               never evicted (swaps() is false).
+//   CalmNode    (kind calm, nodes/openai_node.h): another calm, an OpenAiNode
+//               whose health and queue come from calm's own /health and
+//               /metrics.
 //
 // Generation requests go to the node's /v1/chat/completions through a
 // RemoteEngine (nodes/placed_engine.h); this interface is the rest: the

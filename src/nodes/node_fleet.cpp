@@ -25,6 +25,7 @@ NodeOptions node_options(const NodeConfig& config) {
 // The node of the config's kind (config/node_config.h checked it).
 std::unique_ptr<Node> make_node(const NodeConfig& config) {
   if (config.kind == "openai") return std::make_unique<OpenAiNode>(node_options(config));
+  if (config.kind == "calm") return std::make_unique<CalmNode>(node_options(config));
   return std::make_unique<RouterNode>(node_options(config));
 }
 

@@ -76,4 +76,37 @@ std::optional<Node::Queue> openai_node_queue(std::string_view metrics) {
   return std::nullopt;
 }
 
+Node::Queue CalmNode::queue_over(const std::vector<std::string>& upstreams) const {
+  std::string text;
+  try {
+    text = client().call("GET", "/metrics");
+  } catch (const NodeError& error) {
+    if (error.kind() == Kind::kRefused) return {};  // an inference key, or metrics off
+    throw;
+  }
+  return calm_node_queue(text, upstreams);
+}
+
+EngineHealth CalmNode::health() const {
+  return client().check("/health");
+}
+
+Node::Queue calm_node_queue(std::string_view metrics, const std::vector<std::string>& models) {
+  Node::Queue queue;
+  for (const std::string& model : models) {
+    // Label values are written escaped; a model id with a quote or a
+    // backslash is looked up as calm writes it.
+    std::string label;
+    for (const char c : model) {
+      if (c == '"' || c == '\\') label += '\\';
+      label += c;
+    }
+    const std::string running = "calm_requests_running{model=\"" + label + "\"}";
+    const std::string queued = "calm_queue_depth{model=\"" + label + "\"}";
+    queue.processing += prometheus_sample(metrics, running).value_or(0);
+    queue.deferred += prometheus_sample(metrics, queued).value_or(0);
+  }
+  return queue;
+}
+
 }  // namespace calm

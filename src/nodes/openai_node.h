@@ -28,6 +28,7 @@ namespace calm {
 
 class OpenAiNode : public Node {
  public:
+  using Node::Queue;
   // Throws NodeError(kMalformed) for a URL util/url.h refuses. No I/O.
   explicit OpenAiNode(NodeOptions options);
 
@@ -41,6 +42,9 @@ class OpenAiNode : public Node {
   void forget_earlier(const std::set<std::string>&) const override {}
   bool swaps() const override { return false; }
 
+ protected:
+  const NodeClient& client() const { return client_; }
+
  private:
   const NodeOptions options_;
   NodeClient client_;
@@ -53,5 +57,25 @@ std::vector<std::string> parse_openai_model_ids(std::string_view body);
 // The queue in a Prometheus text of vLLM or llama-server (see the top);
 // nullopt when it has neither pair. Safe from any thread.
 std::optional<Node::Queue> openai_node_queue(std::string_view metrics);
+
+// CalmNode: a node of kind `calm`, another calm serving its own fleet. To
+// this calm it is an OpenAI-compatible server with a fixed model set (its
+// fleet's ids), so it is an OpenAiNode but for two calls:
+//   health      GET /health answered 200 (it says 503 while it stops or
+//               when none of its models serves)
+//   queue_over  from its /metrics, over the models asked: the sum of
+//               calm_requests_running and calm_queue_depth; an empty queue
+//               when /metrics is refused (an inference-only API key: /metrics
+//               is an admin endpoint there) or absent
+class CalmNode : public OpenAiNode {
+ public:
+  using OpenAiNode::OpenAiNode;
+  Queue queue_over(const std::vector<std::string>& upstreams) const override;
+  EngineHealth health() const override;
+};
+
+// The queue of `models` in another calm's /metrics text (see CalmNode).
+// Safe from any thread.
+Node::Queue calm_node_queue(std::string_view metrics, const std::vector<std::string>& models);
 
 }  // namespace calm

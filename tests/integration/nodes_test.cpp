@@ -272,6 +272,22 @@ TEST(Nodes, AModelAnOpenAiNodeDoesNotListIsAClearErrorAndTheNodeServesOn) {
   EXPECT_EQ(chat(calm, "chat"), 200);
 }
 
+TEST(Nodes, ACalmNodeServesAModelOfItsFleet) {
+  CalmServer inner("models:\n  - id: tiny\n    gguf: " + testing::test_model("tiny-chatml.gguf") +
+                   "\n    context: 256\n    threads: 1\n");
+  CalmServer calm("nodes:\n  - id: inner\n    kind: calm\n    url: " + inner.url() +
+                  "\nmodels:\n  - id: m\n    nodes: [inner]\n    upstream_model: tiny\n");
+  const json body = {{"model", "m"}, {"prompt", "hello"}, {"max_tokens", 4}};
+  const auto res = calm.client().Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(testing::state(inner)["models"]["tiny"]["completed"], 1) << "the inner calm answered";
+  const json node = testing::state(calm)["placement"]["nodes"]["inner"];
+  EXPECT_EQ(node["kind"], "calm");
+  EXPECT_EQ(node["healthy"], true);
+  EXPECT_EQ(node["models"]["m"]["state"], "resident") << node.dump();
+}
+
 TEST(Nodes, AModelWhoseNodeStartsAfterCalmIsServedOnceTheNodeIsUp) {
   const int port = testing::free_port();
   CalmServer calm("nodes:\n  - id: n1\n    url: http://127.0.0.1:" + std::to_string(port) +

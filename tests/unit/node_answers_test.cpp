@@ -115,6 +115,22 @@ TEST(ParseOpenAiModelIds, ABodyThatIsNoModelListIsAnInvalidArgument) {
   }
 }
 
+TEST(CalmNodeQueue, SumsRunningAndQueuedOfTheModelsAskedOnly) {
+  const std::string metrics =
+      "# TYPE calm_queue_depth gauge\n"
+      "calm_queue_depth{model=\"a\"} 3\n"
+      "calm_queue_depth{model=\"ab\"} 100\n"
+      "calm_queue_depth{model=\"b\"} 1\n"
+      "calm_requests_running{model=\"a\"} 2\n"
+      "calm_requests_running{model=\"b\"} 1\n"
+      "calm_requests_running{model=\"q\\\"x\"} 5\n";
+  const Node::Queue ab = calm_node_queue(metrics, {"a", "b"});
+  EXPECT_EQ(ab.processing, 3);
+  EXPECT_EQ(ab.deferred, 4) << "not ab's 100";
+  EXPECT_EQ(calm_node_queue(metrics, {"q\"x"}).processing, 5) << "an escaped label";
+  EXPECT_EQ(calm_node_queue(metrics, {"gone"}).processing, 0);
+}
+
 TEST(OpenAiNodeQueue, ReadsVllmOrLlamaServerAndNothingElse) {
   const auto vllm = openai_node_queue(
       "vllm:num_requests_running{model_name=\"m\"} 3.0\n"

@@ -104,8 +104,6 @@ TEST(NodeConfig, EachBadNodeFieldIsNamed) {
       {"  - id: n\n    url: http://127.0.0.1:1\n    budget: lots\n", "nodes[0].budget"},
       {"  - id: n\n    url: ftp://x\n    budget: 1GiB\n", "nodes[0].url"},
       {"  - id: n\n    budget: 1GiB\n", "nodes[0].url: is required"},
-      {"  - id: n\n    kind: calm\n    url: http://x:1\n    budget: 1GiB\n",
-       "kind 'calm' is not supported yet"},
       {"  - id: n\n    kind: openai\n    url: http://x:1\n    budget: 0\n",
        "nodes[0].budget: must be a size"},
       {"  - id: n\n    kind: vllm\n    url: http://x:1\n    budget: 1GiB\n", "unknown kind 'vllm'"},
