@@ -16,6 +16,7 @@
 // Thread-safe: every call uses a connection of its own (nodes/node_client.h).
 #pragma once
 
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -28,7 +29,6 @@ namespace calm {
 
 class OpenAiNode : public Node {
  public:
-  using Node::Queue;
   // Throws NodeError(kMalformed) for a URL util/url.h refuses. No I/O.
   explicit OpenAiNode(NodeOptions options);
 
