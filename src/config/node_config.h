@@ -5,7 +5,9 @@
 //
 //   nodes:
 //     - id: box-a                      # the name models and /v1/calm/state use
-//       kind: llama-server-router      # llama.cpp's llama-server --models-dir (router mode)
+//       kind: llama-server-router      # llama.cpp's llama-server --models-dir (router mode);
+//                                      # or openai (a server with a fixed model set) or calm
+//                                      # (another calm), where budget is optional
 //       url: http://10.0.0.2:8080      # its base URL: http:// or https://
 //       budget: 8GiB                   # bytes of models calm keeps loaded there at once
 //       api_key: ""                    # the node's --api-key, when it has one
@@ -19,9 +21,6 @@
 //       upstream_model: maths-expert   # its name in the nodes' models directory (default: id)
 //       bytes: 500MiB                  # what it takes loaded, before calm has seen a load
 //                                      # (then the node's own figure); default 0
-//
-// Only kind llama-server-router is supported so far: an `openai` or `calm`
-// node (a fixed model set) is refused with a message saying so.
 #pragma once
 
 #include <chrono>
