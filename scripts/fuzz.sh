@@ -15,7 +15,10 @@
 # leak-*, timeout-*, oom-* in that folder) replays with
 #   build-fuzz/NAME_fuzzer FILE
 # Env: CALM_JOBS (build jobs, default nproc); CALM_FUZZ_LONG_RUNS and
-# CALM_FUZZ_LONG_SECONDS (the long runs' bounds, default 10000000 and 3600).
+# CALM_FUZZ_LONG_SECONDS (the long runs' bounds, default 10000000 and 3600);
+# CALM_FUZZ_TIMEOUT (seconds one input may take before it counts as a hang:
+# 10 for run, 30 for long, whose hour usually shares the machine: beside two
+# builds, inputs that take 9 ms to 1 s alone were once stopped past 10 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,12 +59,12 @@ fuzz_one() {
   [ -f "fuzz/$name.dict" ] && dict=(-dict="fuzz/$name.dict")
   local start rc=0
   start=$(date +%s)
-  # Every report goes to the log; -timeout: an input that takes 10 s is a
+  # Every report goes to the log; -timeout: an input that takes longer is a
   # hang; stdin is empty, so that no input can make a harness wait on it.
   ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}" \
   LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/fuzz/lsan.supp:print_suppressions=0}" \
   UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}" \
-    "$dir/${name}_fuzzer" "$@" "${dict[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    "$dir/${name}_fuzzer" "$@" "${dict[@]}" -timeout="$timeout" -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="$out/findings/" "$out/corpus" </dev/null >"$out/log" 2>&1 || rc=$?
   local took=$(($(date +%s) - start))
   local execs cov findings
@@ -104,11 +107,13 @@ case "$cmd" in
     [ $# -gt 0 ] && shift
     [ -x "$dir/request_body_fuzzer" ] || build
     list=${*:-$(names)}
+    timeout=${CALM_FUZZ_TIMEOUT:-10}
     fuzz_all "$dir/run" "$list" -max_total_time="$seconds"
     ;;
   long)
     [ -x "$dir/request_body_fuzzer" ] || build
     list=${*:-$(names)}
+    timeout=${CALM_FUZZ_TIMEOUT:-30}
     fuzz_all "$dir/long" "$list" -runs="${CALM_FUZZ_LONG_RUNS:-10000000}" \
       -max_total_time="${CALM_FUZZ_LONG_SECONDS:-3600}"
     ;;
