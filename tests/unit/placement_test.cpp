@@ -207,9 +207,11 @@ TEST(Placement, LoadsOfOneModelOnOneNodeAreCoalesced) {
   joiner->wait();
   EXPECT_EQ(fake.loads.size(), 1u);
 
-  // The same from many threads at once, on a fresh fleet.
+  // The same from many threads at once, on a fresh one-node fleet. (With two
+  // nodes, two first requests racing may each start a load on a different
+  // node: coalescing is per node.)
   FakeNodes fake2;
-  auto q = make(fake2, {node("a", 100, 0, {{"m", 10}}), node("b", 100, 0, {{"m", 10}})});
+  auto q = make(fake2, {node("a", 100, 0, {{"m", 10}})});
   std::vector<std::thread> threads;
   for (int i = 0; i < 8; ++i) {
     threads.emplace_back([&] {
