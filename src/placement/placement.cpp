@@ -193,13 +193,20 @@ std::optional<Placement::Placed> Placement::try_place(const std::string& model) 
   thread_local std::vector<Candidate> holders, others;
   holders.clear();
   others.clear();
-  uint32_t held = 0;  // healthy nodes that hold it, with room or not
+  // Healthy nodes that hold it, with room or not. Nodes without room are
+  // asked only when more than one replica is planned: with one, a holder
+  // that is full changes no decision (spreading then means (b) before an
+  // empty (a), the same order as without).
+  const uint32_t wanted = entry.replicas.load(std::memory_order_relaxed);
+  uint32_t held = 0;
   for (const uint32_t n : entry.nodes) {
     const Node& node = *nodes_[n];
     if (!node.healthy.load(std::memory_order_relaxed)) continue;
+    const bool room = node.has_room();
+    if (!room && wanted <= 1) continue;
     const bool holds = node.cache->resident_or_loading(model);
     held += holds ? 1 : 0;
-    if (!node.has_room()) continue;
+    if (!room) continue;
     if (holds) {
       holders.push_back({node.queued(), n});
     } else {
@@ -243,8 +250,8 @@ std::optional<Placement::Placed> Placement::try_place(const std::string& model) 
   };
   // Fewer replicas than planned and every holder busy: a load elsewhere
   // first, so that the model spreads; the holders only if no load can start.
-  const bool spread = held < entry.replicas.load(std::memory_order_relaxed) && !others.empty() &&
-                      (holders.empty() || holders.front().key > 0);
+  const bool spread =
+      held < wanted && !others.empty() && (holders.empty() || holders.front().key > 0);
   if (spread) {
     if (auto placed = by_load()) return placed;
   }
