@@ -3,6 +3,7 @@
 #include <gguf.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <memory>
 #include <string_view>
@@ -107,6 +108,20 @@ void check_llama_loadable(const std::string& path) {
     throw std::runtime_error(path + ": corrupt header: " + arch + ".expert_used_count is " +
                              std::to_string(experts_used) + " of " + std::to_string(experts) +
                              " experts");
+  }
+  // Every norm of the graph asserts eps >= 0 (ggml-cpu ops.cpp) when the
+  // first batch runs: llama.cpp reads the epsilons unchecked.
+  for (int64_t k = 0; k < gguf_get_n_kv(ctx.get()); ++k) {
+    const std::string_view key = gguf_get_key(ctx.get(), k);
+    if (key.find("epsilon") == std::string_view::npos) continue;
+    const auto type = gguf_get_kv_type(ctx.get(), k);
+    const double eps = type == GGUF_TYPE_FLOAT32   ? gguf_get_val_f32(ctx.get(), k)
+                       : type == GGUF_TYPE_FLOAT64 ? gguf_get_val_f64(ctx.get(), k)
+                                                   : 0.0;
+    if (!(eps >= 0.0) || std::isinf(eps)) {  // NaN fails eps >= 0 too
+      throw std::runtime_error(path + ": corrupt header: " + std::string(key) + " is " +
+                               std::to_string(eps) + ", not a finite number >= 0");
+    }
   }
   const int64_t tokens = gguf_find_key(ctx.get(), "tokenizer.ggml.tokens");
   if (tokens < 0 || gguf_get_kv_type(ctx.get(), tokens) != GGUF_TYPE_ARRAY ||

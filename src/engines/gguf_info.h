@@ -32,8 +32,9 @@ GgufInfo read_gguf_info(const std::string& path);
 // Checks, before llama.cpp reads the file, what llama.cpp's loader would
 // answer with an abort of the whole process (a GGML_ASSERT) instead of a
 // failed load: a block_count of 0 or over llama.cpp's 512 layers, an expert
-// count that does not match the experts used, or a vocabulary
-// (tokenizer.ggml.tokens) in which a token repeats.
+// count that does not match the experts used, a norm epsilon
+// (*.layer_norm_rms_epsilon, ...) that is negative or not finite, or a
+// vocabulary (tokenizer.ggml.tokens) in which a token repeats.
 // Throws std::runtime_error naming the file and the problem; a file it cannot
 // read is left to llama.cpp, which fails it cleanly. LlamaEngine::load calls
 // it first, so a corrupt GGUF costs its model, never the server.

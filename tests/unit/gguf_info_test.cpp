@@ -123,6 +123,37 @@ TEST(GgufInfo, ARepeatedTokenIsAClearLoadErrorNotAnAbort) {
   std::filesystem::remove(path);
 }
 
+// Found by fuzz/gguf_fuzzer (the long run of 2026-12-04): a negative norm
+// epsilon loaded, and then llama.cpp's first batch aborted the process
+// (GGML_ASSERT(eps >= 0.0f) in ggml-cpu ops.cpp); calm refuses the file
+// before llama.cpp reads it.
+TEST(GgufInfo, ANegativeNormEpsilonIsAClearLoadErrorNotAnAbort) {
+  std::ifstream in(testing::test_model("tiny-plain.gguf"), std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  const std::string key = "layer_norm_rms_epsilon";
+  const size_t at = bytes.find(key);
+  ASSERT_NE(at, std::string::npos);
+  const float negative = -1.0f;  // after the key: its type (uint32), then the float32
+  bytes.replace(at + key.size() + 4, sizeof negative,
+                std::string(reinterpret_cast<const char*>(&negative), sizeof negative));
+  const auto path = std::filesystem::temp_directory_path() / "calm-gguf-negative-eps.gguf";
+  std::ofstream(path, std::ios::binary) << bytes;
+  try {
+    check_llama_loadable(path.string());
+    ADD_FAILURE() << "a negative epsilon was not found";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("layer_norm_rms_epsilon is -1"), std::string::npos)
+        << e.what();
+  }
+  LlamaEngine::Options options;
+  options.id = "eps";
+  options.gguf_path = path.string();
+  options.context = 64;
+  LlamaEngine engine(options);
+  EXPECT_THROW(engine.load(), EngineError);
+  std::filesystem::remove(path);
+}
+
 // Found by fuzz/gguf_fuzzer: a block_count of 0 or past llama.cpp's layer
 // limit made llama.cpp abort the process (GGML_ASSERT in llama-model.cpp);
 // calm refuses such a file before llama.cpp reads it.
