@@ -9,6 +9,9 @@ packages=(
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev
   libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev
   libsqlite3-dev
+  libpq-dev  # PostgreSQL client: knowledge shared by replicas
+  postgresql  # a throwaway server per replica test (tests/support/postgres_server.h)
+  haproxy  # the load balancer in front of replicas (integration tests, bench)
   libboost-dev  # Boost.Beast and Asio: the HTTP transport
   prometheus-cpp-dev  # the /metrics registry (prometheus-cpp core)
   prometheus  # promtool, which checks the /metrics output in the unit tests

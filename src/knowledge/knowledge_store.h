@@ -1,7 +1,9 @@
 // KnowledgeStore: the K of MAPE-K. What calm has served and what it changed,
-// kept in one SQLite file so that it outlives a restart.
+// kept so that it outlives a restart: in one SQLite file (the embedded
+// default), or in a PostgreSQL database that several calm replicas share
+// (the target is then a postgresql:// URL; see "Replicas" below).
 //
-// Tables (schema_version 2):
+// Tables (schema_version 3):
 //   requests     one row per finished request: what it cost (queue, time to
 //                first token, latency, tokens, decode rate, energy, memory),
 //                the confidence, and the user's feedback once given. The
@@ -18,6 +20,10 @@
 //                (`knowledge: {keep_text: true}`). By default the store keeps
 //                what requests cost, never what they said. A version 1 file
 //                is migrated on open: the table is added, nothing else moves.
+//   feedback_events  (since version 3) one row per feedback given, with the
+//                rated response, its model and the replica that took it; and
+//                requests.replica, the replica that served each request.
+//                What replicas read of each other (news_since).
 //
 // Writes never block the caller on disk: record_request and
 // record_adaptation push onto a bounded in-memory queue that one writer
@@ -42,6 +48,18 @@
 // commit. A power loss or OS crash may lose the last transactions (the log is
 // fsynced at checkpoints, not at every commit) but still leaves a consistent
 // file. In exchange a commit costs no fsync.
+//
+// Replicas (PostgreSQL): every replica writes its requests, feedback,
+// adaptations and goals into the same tables, tagged with its name
+// (Options::replica). news_since() gives a replica what the others recorded
+// since its cursor: their requests (which its MAPE-K loop adds to its QoS
+// windows) and every feedback event (which moves the rated answer's
+// confidence in each replica's window). Ids are assigned by the server; so
+// that "id > the last seen" misses no row, every transaction that adds
+// requests or feedback holds one advisory lock (ids then become visible in
+// order). Replicas that start at once create the tables one at a time.
+// What a replica has committed is on the server: killing it loses at most
+// its queued, unwritten batch (as with SQLite).
 //
 // Connections: the writer thread, record_feedback and set_goals share one
 // write connection (under write_mutex_); reads use a second connection (under
@@ -69,7 +87,7 @@
 
 namespace calm {
 
-namespace sqlite {
+namespace sql {
 class Database;
 }
 
@@ -128,11 +146,32 @@ class KnowledgeStore {
     // Keep each request's prompt and answer text (record_text); off: none
     // is ever written, whatever is asked.
     bool keep_text = false;
+    // This process's name among replicas sharing a PostgreSQL database (the
+    // requests and feedback it writes carry it); empty: host name and pid.
+    std::string replica;
   };
 
-  // Opens the file (creating it and its tables if missing) and checks it.
-  // Throws std::runtime_error naming the path if it is not a SQLite database,
-  // is corrupt, or was written by a newer calm.
+  // A position in what the replicas wrote: the newest ids seen.
+  struct NewsCursor {
+    int64_t request_id = 0;
+    int64_t feedback_id = 0;
+  };
+  struct FeedbackEvent {
+    int64_t id = 0;
+    std::string response_id;
+    std::string model;
+    double feedback = 0;  // as record_feedback stored it
+    std::string replica;  // which replica took it
+  };
+  struct News {
+    std::vector<ServedRequest> requests;  // other replicas' requests, oldest first
+    std::vector<FeedbackEvent> feedback;  // every replica's, this one's included
+  };
+
+  // Opens the file, or connects to the PostgreSQL URL, creating the tables
+  // if missing, and checks it. Throws std::runtime_error naming the path (or
+  // the URL without its password) if it is not a SQLite database, is
+  // corrupt, cannot be reached, or was written by a newer calm.
   explicit KnowledgeStore(const std::string& path);
   KnowledgeStore(const std::string& path, Options options);
   // Writes everything still queued, then closes the file.
@@ -180,8 +219,20 @@ class KnowledgeStore {
   // The requests stored.
   uint64_t request_count() const;
 
-  // Every request stored in the file at `path`, oldest first, read through a
-  // read-only connection: nothing is created or written and no writer thread
+  // Replicas. The cursor at the newest rows now (a replica starts reading
+  // news from here).
+  NewsCursor news_cursor() const;
+  // What was written after `cursor` (at most `limit` rows of each kind),
+  // and moves the cursor past it. Cheap when nothing is new (two indexed
+  // range reads). Meaningful with PostgreSQL; with SQLite there is only one
+  // replica, so only its own feedback comes back.
+  News news_since(NewsCursor& cursor, size_t limit = 1000) const;
+  // Whether replicas share this store (a PostgreSQL URL).
+  bool shared() const { return shared_; }
+  const std::string& replica() const { return replica_; }
+
+  // Every request stored in the file (or PostgreSQL URL) at `path`, oldest
+  // first, read through a read-only connection: nothing is created or written and no writer thread
   // starts. For tools that read what a (stopped or running) calm recorded,
   // such as `calm bench suite`. Throws std::runtime_error naming the path if
   // the file is missing, is not a knowledge store, or cannot be read.
@@ -193,6 +244,8 @@ class KnowledgeStore {
   // The schema version this calm writes.
   static int64_t schema_version();
   const std::string& path() const { return path_; }
+  // The path, or the URL without its password: for messages.
+  const std::string& name() const;
 
  private:
   using Item = std::variant<ServedRequest, Adaptation, RequestText>;
@@ -200,18 +253,23 @@ class KnowledgeStore {
   void enqueue(Item item);
   void writer_loop();
   void write_batch(std::vector<Item>& batch);
+  void open_sqlite_file(int busy_ms);
   void create_schema();
+  // Deletes the oldest rows past `keep` (kTrim* statements).
+  void trim(const char* sql, size_t keep);
   // Counts `records` lost and logs the first loss since the last success.
   void note_lost(uint64_t records, const std::string& why);
 
   const std::string path_;
   const Options options_;
+  const std::string replica_;
+  bool shared_ = false;  // PostgreSQL; set in the constructor
 
   // The three mutexes are never held together.
   mutable std::mutex write_mutex_;
-  std::unique_ptr<sqlite::Database> write_db_;  // guarded by write_mutex_
+  std::unique_ptr<sql::Database> write_db_;  // guarded by write_mutex_
   mutable std::mutex read_mutex_;
-  std::unique_ptr<sqlite::Database> read_db_;  // guarded by read_mutex_
+  std::unique_ptr<sql::Database> read_db_;  // guarded by read_mutex_
 
   std::mutex queue_mutex_;
   std::condition_variable wake_writer_;

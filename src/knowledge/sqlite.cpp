@@ -41,9 +41,8 @@ void Database::exec(const char* sql) {
   if (sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) != SQLITE_OK) fail(sql);
 }
 
-std::string Database::query_text(const char* sql) {
-  Statement statement(*this, sql);
-  return statement.step() ? statement.column_text(0) : std::string();
+std::unique_ptr<sql::Statement> Database::prepare(const char* sql) {
+  return std::make_unique<Statement>(*this, sql);
 }
 
 int64_t Database::changes() const {
@@ -82,10 +81,6 @@ Statement& Statement::bind(int index, const std::string& value) {
   return *this;
 }
 
-Statement& Statement::bind(int index, const std::optional<double>& value) {
-  return value ? bind(index, *value) : bind_null(index);
-}
-
 Statement& Statement::bind_null(int index) {
   if (sqlite3_bind_null(stmt_, index) != SQLITE_OK) db_.fail("bind");
   return *this;
@@ -121,24 +116,6 @@ std::string Statement::column_text(int column) const {
   if (!text) return {};
   return std::string(reinterpret_cast<const char*>(text),
                      static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
-}
-
-std::optional<double> Statement::column_optional_double(int column) const {
-  if (is_null(column)) return std::nullopt;
-  return column_double(column);
-}
-
-Transaction::Transaction(Database& db) : db_(db) {
-  db_.exec("BEGIN IMMEDIATE");
-}
-
-Transaction::~Transaction() {
-  if (!done_) sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
-}
-
-void Transaction::commit() {
-  db_.exec("COMMIT");
-  done_ = true;
 }
 
 }  // namespace calm::sqlite

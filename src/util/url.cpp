@@ -116,4 +116,8 @@ std::string openai_base_path(const std::string& path) {
   return out;
 }
 
+bool is_postgres_url(const std::string& text) {
+  return text.rfind("postgresql://", 0) == 0 || text.rfind("postgres://", 0) == 0;
+}
+
 }  // namespace calm

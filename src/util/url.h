@@ -45,4 +45,9 @@ Url parse_url(const std::string& text);
 // ends in /v1. "/proxy/v1/" -> "/proxy"; "/" -> "".
 std::string openai_base_path(const std::string& path);
 
+// Whether a knowledge target is a PostgreSQL connection URL
+// (postgresql://... or postgres://..., handed to libpq as it is) rather than
+// a SQLite file path.
+bool is_postgres_url(const std::string& text);
+
 }  // namespace calm
