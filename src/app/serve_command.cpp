@@ -11,6 +11,7 @@
 #include "config/fleet_config.h"
 #include "failover/circuit_breakers.h"
 #include "knowledge/knowledge_store.h"
+#include "knowledge/leader_lock.h"
 #include "mapek/mape_loop.h"
 #include "meters/energy_attributor.h"
 #include "meters/make_energy_meter.h"
@@ -22,6 +23,7 @@
 #include "router/router_factory.h"
 #include "server/http_server.h"
 #include "server/server_metrics.h"
+#include "util/url.h"
 
 namespace calm {
 namespace {
@@ -81,8 +83,9 @@ Command add_serve_command(CLI::App& app) {
   cmd->add_option("--port", args->port, "Port (overrides server.port; 0 picks a free one)")
       ->check(CLI::Range(0, 65535));
   cmd->add_option("--knowledge", args->knowledge,
-                  "SQLite knowledge file (overrides loop.knowledge; every request is recorded "
-                  "in it even when the loop is off or absent)");
+                  "SQLite knowledge file, or a postgresql:// URL that replicas share (overrides "
+                  "loop.knowledge; every request is recorded in it even when the loop is off "
+                  "or absent)");
   cmd->add_flag("--insecure", args->insecure,
                 "Listen on an address other than loopback with no API keys (server.insecure)");
   cmd->add_option("--log-level", args->log_level, "trace, debug, info, warn, error")
@@ -165,7 +168,9 @@ Command add_serve_command(CLI::App& app) {
     // The loop records every request whenever it has a knowledge file,
     // planning or not (`calm bench suite` reads them back).
     if (!args->knowledge.empty()) {
-      loop_config.knowledge = std::filesystem::absolute(args->knowledge).string();
+      loop_config.knowledge = is_postgres_url(args->knowledge)
+                                  ? args->knowledge
+                                  : std::filesystem::absolute(args->knowledge).string();
     }
     std::unique_ptr<EnergyMeter> meter;
     try {
@@ -185,19 +190,25 @@ Command add_serve_command(CLI::App& app) {
       return 2;
     }
     std::shared_ptr<KnowledgeStore> knowledge;
+    // Replicas sharing a PostgreSQL store: the lock that says which leads
+    // placement (knowledge/leader_lock.h).
+    std::unique_ptr<LeaderLock> leader;
     if (!loop_config.knowledge.empty()) {
       try {
-        std::filesystem::create_directories(
-            std::filesystem::path(loop_config.knowledge).parent_path());
         KnowledgeStore::Options knowledge_options;
         knowledge_options.keep_text = config.knowledge.keep_text;
+        knowledge_options.replica = config.knowledge.replica;
         knowledge = std::make_shared<KnowledgeStore>(loop_config.knowledge, knowledge_options);
       } catch (const std::exception& e) {
         std::cerr << "calm serve: " << config.source << ": loop.knowledge: " << e.what() << "\n";
         return 2;
       }
+      if (knowledge->shared()) {
+        leader = std::make_unique<LeaderLock>(loop_config.knowledge, knowledge->replica());
+      }
     }
     MapeLoop loop(loop_config, semantic, knowledge, &scheduler, resident.get());
+    if (leader) loop.set_leader(leader.get());
     if (nodes) loop.set_placement(&nodes->placement());  // plans each model's replicas
     // A model whose backend keeps failing is taken out for a cooldown, then
     // health-checked: a remote is asked its /health, a local model (whose
@@ -245,7 +256,8 @@ Command add_serve_command(CLI::App& app) {
     spdlog::info("energy: {}; MAPE-K loop {}", meter->source(),
                  loop_config.enabled ? "on" : "off (monitoring only)");
     if (knowledge) {
-      spdlog::info("knowledge: {} ({})", knowledge->path(),
+      spdlog::info("knowledge: {}{} ({})", knowledge->name(),
+                   knowledge->shared() ? ", shared as replica '" + knowledge->replica() + "'" : "",
                    config.knowledge.keep_text ? "keeps prompt and answer text (knowledge.keep_text)"
                                               : "metrics only, no prompt or answer text");
     }
@@ -288,7 +300,10 @@ Command add_serve_command(CLI::App& app) {
     }
     // Start-up, bottom-up: the nodes, the models, the loop, then the HTTP threads.
     if (nodes) {
-      nodes->start();
+      // A replica that does not lead placement leaves the nodes as they are:
+      // what is loaded there may be the leader's.
+      const bool leads = !leader || leader->refresh();
+      nodes->start(/*forget_earlier=*/leads);
       spdlog::info("nodes: {} ({} eviction on each)", nodes->node_count(), config.cache.eviction);
     }
     registry.load_all();

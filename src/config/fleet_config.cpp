@@ -300,8 +300,12 @@ LoopConfig parse_loop(const YAML::Node& node, const std::string& source, const f
       fields.fail("goals_file", e.what());
     }
   }
-  if (fields.has("knowledge"))
-    loop.knowledge = resolve_path(fields.string("knowledge", ""), base_dir).string();
+  if (fields.has("knowledge")) {
+    // A PostgreSQL URL (replicas sharing one database) is libpq's to read.
+    const std::string knowledge = fields.string("knowledge", "");
+    loop.knowledge =
+        is_postgres_url(knowledge) ? knowledge : resolve_path(knowledge, base_dir).string();
+  }
   loop.energy_meter =
       one_of(fields, "energy_meter", loop.energy_meter, {"auto", "nvml", "rapl", "cpu-time"});
   loop.watts_per_core = fields.number("watts_per_core", loop.watts_per_core, 0.001, 10000);
@@ -314,6 +318,7 @@ KnowledgeConfig parse_knowledge(const YAML::Node& node, const std::string& sourc
   if (!node.IsDefined() || node.IsNull()) return knowledge;
   Fields fields(node, source, "knowledge");
   knowledge.keep_text = fields.boolean("keep_text", knowledge.keep_text);
+  knowledge.replica = fields.string("replica", knowledge.replica);
   fields.reject_unknown();
   return knowledge;
 }

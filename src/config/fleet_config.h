@@ -53,11 +53,13 @@
 //   loop:                                   # optional: the MAPE-K loop
 //     period_s: 1                           # how often it analyses, plans and adapts
 //     goals_file: goals.yaml                # latency_p95_ms, energy_per_request_j, confidence_min
-//     knowledge: calm-knowledge.db          # SQLite file that keeps what it learnt across restarts
+//     knowledge: calm-knowledge.db          # SQLite file that keeps what it learnt across restarts,
+//                                           # or postgresql://user@host/db shared by replicas
 //     energy_meter: auto                    # auto | nvml | rapl | cpu-time
 //     watts_per_core: 15                    # power figure of the cpu-time estimate
 //   knowledge:                              # optional: what the knowledge file keeps
 //     keep_text: false                      # true: also each request's prompt and answer text
+//     replica: calm-a                       # this process's name among replicas (default host-pid)
 //   auth:                                   # optional: API keys (config/auth_config.h)
 //     keys: [{name: alice, sha256: 9f86d0..., scope: inference, requests_per_minute: 60}]
 //   (per model: `pinned: true` is never evicted, `preload: true` loads at start,
@@ -219,9 +221,10 @@ struct Goals {
 struct LoopConfig {
   bool enabled = true;
   std::chrono::milliseconds period{1000};
-  std::string goals_file;             // absolute; empty: no goals (the loop only monitors)
-  Goals goals;                        // read from goals_file
-  std::string knowledge;              // SQLite file, absolute; empty: in memory only
+  std::string goals_file;  // absolute; empty: no goals (the loop only monitors)
+  Goals goals;             // read from goals_file
+  // A SQLite file (absolute), or a PostgreSQL URL as given; empty: in memory only.
+  std::string knowledge;
   std::string energy_meter = "auto";  // auto | nvml | rapl | cpu-time
   double watts_per_core = 15;         // for the cpu-time estimate
 };
@@ -232,6 +235,9 @@ struct LoopConfig {
 // option, and needs a knowledge file.
 struct KnowledgeConfig {
   bool keep_text = false;  // each answered request's prompt and answer
+  // This process's name among the replicas that share a PostgreSQL
+  // knowledge database; empty: host name and pid.
+  std::string replica;
 };
 
 struct FleetConfig {

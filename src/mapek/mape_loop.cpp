@@ -25,6 +25,18 @@ Observation observation_of(const RequestMetrics& m) {
   return o;
 }
 
+// A recorded request as its model's window keeps it: the user's feedback, if
+// given, is its confidence.
+Observation observation_of(const ServedRequest& r) {
+  Observation o;
+  o.latency_ms = r.latency_ms;
+  o.energy_j = r.energy_j.value_or(0);
+  o.memory_bytes = static_cast<double>(r.memory_bytes);
+  o.confidence = r.feedback.value_or(r.confidence.value_or(1));
+  o.response_id = r.response_id;
+  return o;
+}
+
 }  // namespace
 
 nlohmann::json policy_json(const PolicySettings& p) {
@@ -49,6 +61,9 @@ MapeLoop::MapeLoop(LoopConfig config, std::shared_ptr<SemanticRouterSlot> router
   // other levers do not read it).
   planner_ = std::make_unique<Planner>(router_ ? router_->get()->policy() : PolicySettings{},
                                        config_.goals);
+  // The cursor before the windows are refilled: a request recorded between
+  // the two is counted twice rather than missed.
+  if (knowledge_ && knowledge_->shared()) news_cursor_ = knowledge_->news_cursor();
   restore_windows();
   if (knowledge_) {
     nlohmann::json goals = nlohmann::json::object();
@@ -76,18 +91,52 @@ void MapeLoop::restore_windows() {
     auto records = knowledge_->recent_requests(model, semantic->windows().window());
     // Oldest first, as they happened.
     for (auto it = records.rbegin(); it != records.rend(); ++it) {
-      Observation o;
-      o.latency_ms = it->latency_ms;
-      o.energy_j = it->energy_j.value_or(0);
-      o.memory_bytes = static_cast<double>(it->memory_bytes);
-      o.confidence = it->feedback.value_or(it->confidence.value_or(1));
-      o.response_id = it->response_id;
-      semantic->windows().record(model, o);
+      semantic->windows().record(model, observation_of(*it));
       ++restored;
     }
   }
   if (restored > 0)
     spdlog::info("knowledge: {} observations restored into the QoS windows", restored);
+}
+
+void MapeLoop::take_news() {
+  const KnowledgeStore::News news = knowledge_->news_since(news_cursor_);
+  const auto semantic = router_ ? router_->get() : nullptr;
+  for (const ServedRequest& r : news.requests) {
+    if (semantic) semantic->windows().record(r.model, observation_of(r));
+    remember_responder(r.response_id, r.model);  // a feedback given here finds its model
+  }
+  if (semantic) {
+    for (const auto& f : news.feedback) {
+      semantic->windows().record_feedback(f.model, f.response_id, f.feedback);
+    }
+  }
+}
+
+void MapeLoop::remember_responder(const std::string& response_id, const std::string& model) {
+  if (response_id.empty()) return;
+  std::lock_guard lock(mutex_);
+  if (!responders_.emplace(response_id, model).second) return;
+  responder_order_.push_back(response_id);
+  if (responder_order_.size() > kRememberedResponses) {
+    responders_.erase(responder_order_.front());
+    responder_order_.pop_front();
+  }
+}
+
+bool MapeLoop::refresh_lead() {
+  if (!leader_) return true;  // one replica: it leads
+  const bool leads = leader_->refresh();
+  if (leads != led_) {
+    const std::string who = leads ? leader_->replica() : leader_->leader();
+    log_adaptation("leader",
+                   leads ? "replica '" + who + "' leads placement now"
+                         : "replica '" + leader_->replica() + "' no longer leads placement" +
+                               (who.empty() ? std::string() : " ('" + who + "' does)"),
+                   {{"replica", leader_->replica()}}, {{"leads", led_}}, {{"leads", leads}});
+    led_ = leads;
+  }
+  return leads;
 }
 
 void MapeLoop::start() {
@@ -120,16 +169,7 @@ void MapeLoop::run() {
 void MapeLoop::on_request(const RequestMetrics& m) {
   if (!m.cancelled && router_) router_->get()->windows().record(m.model, observation_of(m));
   analyzer_.add(m);
-  {
-    std::lock_guard lock(mutex_);
-    if (!m.response_id.empty() && responders_.emplace(m.response_id, m.model).second) {
-      responder_order_.push_back(m.response_id);
-      if (responder_order_.size() > kRememberedResponses) {
-        responders_.erase(responder_order_.front());
-        responder_order_.pop_front();
-      }
-    }
-  }
+  remember_responder(m.response_id, m.model);
   if (knowledge_) {
     ServedRequest r;
     r.response_id = m.response_id;
@@ -196,6 +236,14 @@ void MapeLoop::log_adaptation(const std::string& kind, const std::string& reason
 
 std::vector<nlohmann::json> MapeLoop::tick() {
   std::vector<nlohmann::json> made;
+  if (knowledge_ && knowledge_->shared()) {
+    try {
+      take_news();
+    } catch (const std::exception& e) {
+      spdlog::warn("knowledge: the other replicas' news not read: {}", e.what());
+    }
+  }
+  const bool leads = refresh_lead();
   const Analysis analysis = analyzer_.analyze();
   nlohmann::json checks = nlohmann::json::array();
   for (const auto& g : analysis.goals) {
@@ -268,7 +316,7 @@ std::vector<nlohmann::json> MapeLoop::tick() {
     }
   }
 
-  if (placement_ && config_.enabled) plan_replicas(analysis, made);
+  if (placement_ && config_.enabled && leads) plan_replicas(analysis, made);
 
   if (semantic) {
     const PolicySettings current = semantic->policy();
@@ -349,6 +397,10 @@ nlohmann::json MapeLoop::state() const {
     s["correlations"] = rho;
   }
   if (router_) s["configured_routing"] = policy_json(planner_->base());
+  if (knowledge_ && knowledge_->shared()) {
+    s["replica"] = {{"name", knowledge_->replica()},
+                    {"leads_placement", leader_ ? leader_->leading() : true}};
+  }
   std::lock_guard lock(mutex_);
   s["goals"] = last_checks_;
   return s;

@@ -22,6 +22,16 @@
 // At start the QoS windows are refilled from the knowledge store, so routing
 // remembers each model's latency, energy and confidence across restarts.
 //
+// Replicas (a knowledge store shared through PostgreSQL): every tick first
+// reads what the other replicas recorded since the last one
+// (KnowledgeStore::news_since): their requests join this replica's QoS
+// windows, and every feedback event moves the rated answer's confidence, so
+// all replicas route by the same knowledge, one period behind at most. One
+// replica leads placement (knowledge/leader_lock.h): only the leader plans
+// replicas on the nodes; each tick refreshes the lead, so when the leader
+// dies another takes over, and every change of lead is an adaptation
+// ("leader"). Each replica adapts its own routing, scheduler and cache.
+//
 // Request handling never waits for the loop: on_request() takes two short
 // locks and queues the disk write; the loop's thread does the rest.
 // Thread-safe.
@@ -41,6 +51,7 @@
 #include "cache/resident_set.h"
 #include "config/fleet_config.h"
 #include "knowledge/knowledge_store.h"
+#include "knowledge/leader_lock.h"
 #include "mapek/analyzer.h"
 #include "mapek/planner.h"
 #include "mapek/request_metrics.h"
@@ -64,6 +75,9 @@ class MapeLoop {
   // With nodes: the placement whose replicas the loop plans (it must
   // outlive the loop's thread). Call before start().
   void set_placement(Placement* placement) { placement_ = placement; }
+  // With a shared knowledge store: the lock that says whether this replica
+  // leads placement (it must outlive the loop's thread). Call before start().
+  void set_leader(LeaderLock* leader) { leader_ = leader; }
 
   void start();
   void stop();
@@ -95,6 +109,13 @@ class MapeLoop {
 
  private:
   void restore_windows();
+  // Replicas: what the others recorded since the last tick, into the windows.
+  void take_news();
+  // Which model answered a response id, for on_feedback (the newest
+  // kRememberedResponses). Thread-safe.
+  void remember_responder(const std::string& response_id, const std::string& model);
+  // Replicas: refreshes the lead; logs a change. Whether this replica leads.
+  bool refresh_lead();
   void run();
   // The placement's lever (Planner::plan_replicas); appends what it made.
   void plan_replicas(const Analysis& analysis, std::vector<nlohmann::json>& made);
@@ -107,6 +128,9 @@ class MapeLoop {
   ResidentSet* resident_;
   bool configured_prefetch_ = false;
   Placement* placement_ = nullptr;            // set before start(); thread-safe itself
+  LeaderLock* leader_ = nullptr;              // set before start(); thread-safe itself
+  bool led_ = false;                          // the loop thread's: the lead at the last tick
+  KnowledgeStore::NewsCursor news_cursor_;    // the loop thread's (tick)
   uint64_t seen_hits_ = 0, seen_misses_ = 0;  // the loop thread's; cache totals at the last tick
   Analyzer analyzer_;
   std::unique_ptr<Planner> planner_;  // the loop thread's

@@ -93,10 +93,11 @@ const std::string& NodeFleet::upstream_of(const std::string& model) const {
   return it == upstream_.end() ? model : it->second;
 }
 
-void NodeFleet::start() {
+void NodeFleet::start(bool forget_earlier) {
   std::set<std::string> ours;
   for (const auto& [id, upstream] : upstream_) ours.insert(upstream);
   for (const auto& node : nodes_) {
+    if (!forget_earlier) break;
     try {
       node->forget_earlier(ours);
     } catch (const NodeError& error) {

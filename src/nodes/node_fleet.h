@@ -10,8 +10,10 @@
 //   start()             asks every node once to forget_earlier: models of
 //                       calm's fleet that a router-mode node already has
 //                       loaded (a calm that ran before) are unloaded, so each
-//                       node's charge starts from what calm knows; a node
-//                       that does not answer starts unhealthy.
+//                       node's charge starts from what calm knows (not in a
+//                       replica that does not lead placement: those may be
+//                       the leader's); a node that does not answer starts
+//                       unhealthy.
 //                       Then starts the monitor thread.
 //   (monitor)           every `period`: each node's health check (its
 //                       placement health; a change is logged), and its queue
@@ -57,7 +59,8 @@ class NodeFleet {
   NodeFleet& operator=(const NodeFleet&) = delete;
 
   // See the top. Blocks on the nodes (each bounded by its timeouts). Call once.
-  void start();
+  // forget_earlier: false in a replica that does not lead placement.
+  void start(bool forget_earlier = true);
 
   Placement& placement() { return *placement_; }
   const Placement& placement() const { return *placement_; }
