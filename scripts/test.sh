@@ -15,4 +15,11 @@ if ! ip netns add "calm-probe-$$" 2>/dev/null; then
 else
   ip netns del "calm-probe-$$"
 fi
+# The replica tests start their own PostgreSQL server and HAProxy (Debian's
+# postgresql and haproxy, which scripts/install-deps.sh installs); where
+# either is missing they are skipped, and this says so up front.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ ! -x /usr/sbin/haproxy ]; then
+  echo "[test] no PostgreSQL server or HAProxy here: KnowledgePostgres.* and Replicas.*" \
+    "will be skipped" >&2
+fi
 ctest --test-dir build --output-on-failure -j "${CALM_TEST_JOBS:-2}" "$@"
