@@ -123,30 +123,32 @@ TEST(GgufInfo, ARepeatedTokenIsAClearLoadErrorNotAnAbort) {
   std::filesystem::remove(path);
 }
 
-// Found by fuzz/gguf_fuzzer (the long run of 2026-12-04): a negative norm
-// epsilon loaded, and then llama.cpp's first batch aborted the process
-// (GGML_ASSERT(eps >= 0.0f) in ggml-cpu ops.cpp); calm refuses the file
-// before llama.cpp reads it.
-TEST(GgufInfo, ANegativeNormEpsilonIsAClearLoadErrorNotAnAbort) {
+// A copy of tiny-plain.gguf with `size` bytes of `value` written over the
+// value of the header key that ends in `key` (after the key come its type,
+// 4 bytes, then its value).
+std::filesystem::path with_value(const std::string& key, const void* value, size_t size) {
   std::ifstream in(testing::test_model("tiny-plain.gguf"), std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), {});
-  const std::string key = "layer_norm_rms_epsilon";
   const size_t at = bytes.find(key);
-  ASSERT_NE(at, std::string::npos);
-  const float negative = -1.0f;  // after the key: its type (uint32), then the float32
-  bytes.replace(at + key.size() + 4, sizeof negative,
-                std::string(reinterpret_cast<const char*>(&negative), sizeof negative));
-  const auto path = std::filesystem::temp_directory_path() / "calm-gguf-negative-eps.gguf";
+  if (at == std::string::npos) throw std::runtime_error("no key " + key);
+  std::memcpy(bytes.data() + at + key.size() + 4, value, size);
+  const auto path = std::filesystem::temp_directory_path() / "calm-gguf-patched.gguf";
   std::ofstream(path, std::ios::binary) << bytes;
+  return path;
+}
+
+// check_llama_loadable refuses the file with a message that holds
+// `expected`, and so LlamaEngine::load fails cleanly instead of letting
+// llama.cpp abort the process. Removes the file.
+void expect_refused(const std::filesystem::path& path, const std::string& expected) {
   try {
     check_llama_loadable(path.string());
-    ADD_FAILURE() << "a negative epsilon was not found";
+    ADD_FAILURE() << "not refused: expected '" << expected << "'";
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("layer_norm_rms_epsilon is -1"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
   }
   LlamaEngine::Options options;
-  options.id = "eps";
+  options.id = "patched";
   options.gguf_path = path.string();
   options.context = 64;
   LlamaEngine engine(options);
@@ -154,37 +156,23 @@ TEST(GgufInfo, ANegativeNormEpsilonIsAClearLoadErrorNotAnAbort) {
   std::filesystem::remove(path);
 }
 
+// Found by fuzz/gguf_fuzzer (the long run of 2026-12-04): a negative norm
+// epsilon loaded, and then llama.cpp's first batch aborted the process
+// (GGML_ASSERT(eps >= 0.0f) in ggml-cpu ops.cpp); calm refuses the file
+// before llama.cpp reads it.
+TEST(GgufInfo, ANegativeNormEpsilonIsAClearLoadErrorNotAnAbort) {
+  const float negative = -1.0f;
+  expect_refused(with_value("layer_norm_rms_epsilon", &negative, sizeof negative),
+                 "layer_norm_rms_epsilon is -1");
+}
+
 // Found by fuzz/gguf_fuzzer: a block_count of 0 or past llama.cpp's layer
 // limit made llama.cpp abort the process (GGML_ASSERT in llama-model.cpp);
 // calm refuses such a file before llama.cpp reads it.
 TEST(GgufInfo, ABlockCountOutOfRangeIsAClearLoadErrorNotAnAbort) {
-  std::ifstream in(testing::test_model("tiny-plain.gguf"), std::ios::binary);
-  const std::string original((std::istreambuf_iterator<char>(in)), {});
-  const std::string key = ".block_count";
-  const size_t at = original.find(key);
-  ASSERT_NE(at, std::string::npos);
-  // After the key: its type (4 bytes, a uint32 here) and then its value.
-  const size_t value_at = at + key.size() + 4;
-  for (const uint32_t layers : {0u, 513u, 0xffffffffu}) {
-    std::string bytes = original;
-    std::memcpy(bytes.data() + value_at, &layers, sizeof layers);
-    const auto path = std::filesystem::temp_directory_path() / "calm-gguf-block-count.gguf";
-    std::ofstream(path, std::ios::binary) << bytes;
-    try {
-      check_llama_loadable(path.string());
-      ADD_FAILURE() << "block_count " << layers << " was not refused";
-    } catch (const std::runtime_error& e) {
-      EXPECT_NE(std::string(e.what()).find("block_count is " + std::to_string(layers)),
-                std::string::npos)
-          << e.what();
-    }
-    LlamaEngine::Options options;
-    options.id = "layers";
-    options.gguf_path = path.string();
-    options.context = 64;
-    LlamaEngine engine(options);
-    EXPECT_THROW(engine.load(), EngineError);
-    std::filesystem::remove(path);
+  for (const uint32_t layers : {0u, 513u, 0xffffffffu}) {  // a uint32 in this file
+    expect_refused(with_value(".block_count", &layers, sizeof layers),
+                   "block_count is " + std::to_string(layers));
   }
 }
 
