@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "knowledge/sql.h"
+#include "util/unix_time.h"
 #include "util/url.h"
 
 namespace calm {
@@ -165,11 +166,6 @@ constexpr const char* kTrimTexts =
 constexpr const char* kTrimFeedback =
     "DELETE FROM feedback_events WHERE id <= (SELECT max(id) FROM feedback_events) - ?1";
 
-double now_unix_seconds() {
-  using namespace std::chrono;
-  return duration<double>(system_clock::now().time_since_epoch()).count();
-}
-
 nlohmann::json parse_json(const std::string& text) {
   auto value = nlohmann::json::parse(text, nullptr, false);
   return value.is_discarded() ? nlohmann::json(text) : value;
@@ -313,20 +309,20 @@ void KnowledgeStore::create_schema() {
 
 void KnowledgeStore::record_request(const ServedRequest& record) {
   ServedRequest copy = record;
-  if (copy.ts <= 0) copy.ts = now_unix_seconds();
+  if (copy.ts <= 0) copy.ts = unix_seconds();
   enqueue(std::move(copy));
 }
 
 void KnowledgeStore::record_adaptation(const Adaptation& adaptation) {
   Adaptation copy = adaptation;
-  if (copy.ts <= 0) copy.ts = now_unix_seconds();
+  if (copy.ts <= 0) copy.ts = unix_seconds();
   enqueue(std::move(copy));
 }
 
 void KnowledgeStore::record_text(const RequestText& text) {
   if (!options_.keep_text) return;
   RequestText copy = text;
-  if (copy.ts <= 0) copy.ts = now_unix_seconds();
+  if (copy.ts <= 0) copy.ts = unix_seconds();
   enqueue(std::move(copy));
 }
 
@@ -501,7 +497,7 @@ bool KnowledgeStore::record_feedback(const std::string& response_id, double scor
     auto event = write_db_->prepare(
         "INSERT INTO feedback_events (ts, response_id, model, feedback, replica) "
         "SELECT ?1, response_id, model, feedback, ?2 FROM requests WHERE response_id = ?3");
-    event->bind(1, now_unix_seconds()).bind(2, replica_).bind(3, response_id).step();
+    event->bind(1, unix_seconds()).bind(2, replica_).bind(3, response_id).step();
     transaction.commit();
     return true;
   } catch (const sql::Error& e) {
@@ -511,7 +507,7 @@ bool KnowledgeStore::record_feedback(const std::string& response_id, double scor
 
 void KnowledgeStore::set_goals(const nlohmann::json& goals) {
   if (!goals.is_object()) throw std::invalid_argument("goals must be an object of name -> spec");
-  const double ts = now_unix_seconds();
+  const double ts = unix_seconds();
   std::lock_guard lock(write_mutex_);
   sql::Transaction transaction(*write_db_);
   write_db_->exec("DELETE FROM goals");

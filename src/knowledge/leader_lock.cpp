@@ -2,9 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include <chrono>
-
 #include "knowledge/sql.h"
+#include "util/unix_time.h"
 
 namespace calm {
 
@@ -13,13 +12,9 @@ namespace {
 constexpr int64_t kLeaderLock = 0x63616c6d0003;  // calm's own advisory lock key
 constexpr int kConnectTimeoutMs = 5000;
 
-double now_unix_seconds() {
-  using namespace std::chrono;
-  return duration<double>(system_clock::now().time_since_epoch()).count();
-}
-
-bool try_lock(sql::Database& db) {
-  auto statement = db.prepare("SELECT pg_try_advisory_lock(?1)");
+// SELECT fn(kLeaderLock): whether the lock function returned true.
+bool lock_call(sql::Database& db, const char* sql) {
+  auto statement = db.prepare(sql);
   statement->bind(1, kLeaderLock).step();
   return statement->column_text(0) == "t";
 }
@@ -40,15 +35,13 @@ bool LeaderLock::refresh() {
     // succeeds (and one unlock keeps the count at one). After a reconnect
     // (postgres::Database resets a broken connection) it is a new session,
     // and only succeeds if no other replica took the lead meanwhile.
-    const bool holds = try_lock(*db_);
-    if (holds && was) {
-      db_->exec(("SELECT pg_advisory_unlock(" + std::to_string(kLeaderLock) + ")").c_str());
-    }
+    const bool holds = lock_call(*db_, "SELECT pg_try_advisory_lock(?1)");
+    if (holds && was) lock_call(*db_, "SELECT pg_advisory_unlock(?1)");
     if (holds && !was) {
       auto note = db_->prepare(
           "INSERT INTO placement_leader (id, replica, since) VALUES (1, ?1, ?2) "
           "ON CONFLICT (id) DO UPDATE SET replica = excluded.replica, since = excluded.since");
-      note->bind(1, replica_).bind(2, now_unix_seconds()).step();
+      note->bind(1, replica_).bind(2, unix_seconds()).step();
     }
     leading_ = holds;
   } catch (const sql::Error& e) {

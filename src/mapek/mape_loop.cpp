@@ -4,16 +4,14 @@
 
 #include <chrono>
 
+#include "util/unix_time.h"
+
 namespace calm {
 namespace {
 
 constexpr size_t kRecentAdaptations = 1000;
 constexpr size_t kRememberedResponses = 10000;
 constexpr size_t kKeptAfterShift = 4;
-
-double unix_seconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 Observation observation_of(const RequestMetrics& m) {
   Observation o;
